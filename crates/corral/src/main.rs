@@ -1,0 +1,106 @@
+//! `corral`: one binary for the server and its tools.
+
+use clap::{Parser, Subcommand};
+use corral_server::config::{is_zookeeper_key, Config};
+use corral_server::Server;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "corral", version, about = "A ZooKeeper-compatible coordination service")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a server. With no arguments: standalone on 127.0.0.1:2181, data in ./corral-data.
+    Server(ServerArgs),
+}
+
+#[derive(Parser)]
+struct ServerArgs {
+    /// A ZooKeeper zoo.cfg file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Client port (overrides clientPort).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Data directory (overrides dataDir).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Super user digest, `super:<base64 sha1>` (overrides superDigest).
+    #[arg(long, value_name = "DIGEST")]
+    super_digest: Option<String>,
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Server(args) => server(args),
+    }
+}
+
+fn server(args: ServerArgs) -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+
+    let mut cfg = match &args.config {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("corral: {}: {e}", path.display());
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::default(),
+    };
+    for key in &cfg.unknown_keys {
+        if is_zookeeper_key(key) {
+            tracing::info!(key = %key, "ignoring a zoo.cfg key this version of Corral does not use");
+        } else {
+            tracing::warn!(key = %key, "ignoring unknown zoo.cfg key");
+        }
+    }
+    if let Some(p) = args.port {
+        cfg.client_port = p;
+    }
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(d) = args.super_digest {
+        if !d.contains(':') {
+            eprintln!("corral: --super-digest must look like user:base64hash");
+            return ExitCode::from(2);
+        }
+        cfg.super_digest = Some(d);
+    }
+
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(async move {
+        let server = match Server::bind(cfg).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("corral: {e}");
+                return ExitCode::from(1);
+            }
+        };
+        tracing::warn!("data is held in memory only in this version: a restart loses it");
+        tracing::info!(addr = %server.local_addr(), "corral standalone server listening");
+        tokio::select! {
+            _ = server.run() => {}
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+        }
+        ExitCode::SUCCESS
+    })
+}

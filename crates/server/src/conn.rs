@@ -1,0 +1,156 @@
+//! One client connection: the socket, its read buffer and its writer.
+//!
+//! The reader decodes frames and hands requests to the core; the writer drains the
+//! connection's outbound queue, batching what is ready into one write. A frame that is
+//! too large or malformed closes this connection only.
+
+use crate::config::Config;
+use crate::core::{ConnId, Msg, Out};
+use crate::fourlw;
+use bytes::{Buf, BytesMut};
+use corral_proto::frame::{self, FrameError};
+use corral_proto::{ConnectRequest, Reader, Request, RequestHeader};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, thiserror::Error)]
+enum ConnError {
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("{0}")]
+    Frame(#[from] FrameError),
+    #[error("malformed {0}: {1}")]
+    Decode(&'static str, corral_proto::DecodeError),
+    #[error("server is shutting down")]
+    CoreGone,
+}
+
+/// Reads until a whole frame is buffered; `Ok(None)` on a clean EOF between frames.
+async fn read_frame(
+    sock: &mut tokio::net::tcp::OwnedReadHalf,
+    buf: &mut BytesMut,
+    max: usize,
+) -> Result<Option<BytesMut>, ConnError> {
+    loop {
+        if let Some(n) = frame::check(buf, max)? {
+            buf.advance(4);
+            return Ok(Some(buf.split_to(n)));
+        }
+        if sock.read_buf(buf).await? == 0 {
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+        }
+    }
+}
+
+async fn writer(mut sock: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
+    let mut batch = Vec::with_capacity(16 * 1024);
+    'outer: while let Some(first) = rx.recv().await {
+        let mut close = false;
+        let mut next = Some(first);
+        while let Some(item) = next {
+            match item {
+                Out::Frame(f) => batch.extend_from_slice(&f),
+                Out::Close => {
+                    close = true;
+                    break;
+                }
+            }
+            next = if batch.len() < 256 * 1024 { rx.try_recv().ok() } else { None };
+        }
+        if !batch.is_empty() && sock.write_all(&batch).await.is_err() {
+            break 'outer;
+        }
+        batch.clear();
+        if close {
+            break;
+        }
+    }
+    let _ = sock.shutdown().await;
+}
+
+pub async fn serve(stream: TcpStream, addr: SocketAddr, conn: ConnId, cfg: Arc<Config>, core: mpsc::Sender<Msg>) {
+    let _ = stream.set_nodelay(true);
+    if core.send(Msg::Opened { conn, addr }).await.is_err() {
+        return;
+    }
+    if let Err(e) = run(stream, addr, conn, &cfg, &core).await {
+        tracing::debug!(client = %addr, error = %e, "connection closed");
+    }
+    let _ = core.send(Msg::Closed { conn }).await;
+}
+
+async fn run(
+    stream: TcpStream,
+    addr: SocketAddr,
+    conn: ConnId,
+    cfg: &Config,
+    core: &mpsc::Sender<Msg>,
+) -> Result<(), ConnError> {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(8 * 1024);
+    while buf.len() < 4 {
+        if rd.read_buf(&mut buf).await? == 0 {
+            return Ok(());
+        }
+    }
+    if let Some(cmd) = fourlw::parse(&buf[..4]) {
+        let text = if cfg.four_letter_whitelist.allows(cmd) {
+            let (tx, rx) = oneshot::channel();
+            core.send(Msg::FourLetter { cmd: cmd.to_string(), reply: tx }).await.map_err(|_| ConnError::CoreGone)?;
+            rx.await.map_err(|_| ConnError::CoreGone)?
+        } else {
+            format!("{cmd} is not executed because it is not in the whitelist.\n")
+        };
+        wr.write_all(text.as_bytes()).await?;
+        wr.shutdown().await?;
+        return Ok(());
+    }
+
+    let Some(body) = read_frame(&mut rd, &mut buf, cfg.max_frame_bytes).await? else { return Ok(()) };
+    let req = ConnectRequest::decode(&mut Reader::new(&body)).map_err(|e| ConnError::Decode("connect request", e))?;
+    let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let (tx, rx) = oneshot::channel();
+    core.send(Msg::Connect { conn, addr, req, out: out_tx, reply: tx }).await.map_err(|_| ConnError::CoreGone)?;
+    let Some(resp) = rx.await.map_err(|_| ConnError::CoreGone)? else { return Ok(()) };
+    // The handshake answer goes out before anything the core queues for this session.
+    wr.write_all(&resp).await?;
+    // An expired or refused session: the answer has timeout 0; close after it.
+    if resp.len() >= 12 && resp[8..12] == [0, 0, 0, 0] {
+        let _ = wr.shutdown().await;
+        return Ok(());
+    }
+    let mut writer = tokio::spawn(writer(wr, out_rx));
+
+    let reading = async {
+        while let Some(body) = read_frame(&mut rd, &mut buf, cfg.max_frame_bytes).await? {
+            let mut r = Reader::new(&body);
+            let hdr = RequestHeader::decode(&mut r).map_err(|e| ConnError::Decode("request header", e))?;
+            let req = Request::decode(hdr.op, &mut r);
+            let unknown = matches!(req, Err(corral_proto::DecodeError::UnknownOp(_)));
+            core.send(Msg::Request { conn, xid: hdr.xid, op: hdr.op, req }).await.map_err(|_| ConnError::CoreGone)?;
+            if unknown {
+                // The core answers and closes; read no further from this stream.
+                std::future::pending::<()>().await;
+            }
+        }
+        Ok(())
+    };
+    tokio::select! {
+        result = reading => {
+            // Let the writer flush what the core already queued (a closeSession reply,
+            // say); the core drops this connection's queue when told it is closed.
+            let _ = core.send(Msg::Closed { conn }).await;
+            let _ = writer.await;
+            result
+        }
+        // The core closed the connection (session moved, expired or closed).
+        _ = &mut writer => Ok(()),
+    }
+}

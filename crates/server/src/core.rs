@@ -1,0 +1,569 @@
+//! The core: one task that owns the tree and the sessions and handles every request in
+//! arrival order.
+//!
+//! Connection tasks decode frames and send [`Msg`]s here; the core checks, applies and
+//! answers them by pushing encoded frames onto each connection's outbound queue. Because
+//! one task applies every change and a session's frames go through one FIFO queue, a
+//! client sees the watch events of a change before the reply that shows it, and replies
+//! in request order. This mirrors ZooKeeper's single-threaded final request processor.
+//!
+//! Durability: this is the in-memory standalone server; the transaction log arrives with
+//! the storage crate. Nothing here claims a write is on disk.
+
+use crate::config::Config;
+use crate::encode;
+use crate::fourlw;
+use corral_proto::request::Request;
+use corral_proto::{
+    ClientInfo, ConnectRequest, ConnectResponse, DecodeError, ErrorCode, Id, KeeperState, OpCode, Writer,
+    XID_AUTH, XID_PING, XID_SET_WATCHES,
+};
+use corral_tree::{acl, read, Caller, DataTree, Prep, Settings, Txn, TxnHeader, TxnResult, WatchEvent};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+pub type ConnId = u64;
+
+/// What the core sends a connection's writer.
+#[derive(Debug)]
+pub enum Out {
+    Frame(Vec<u8>),
+    /// Flush what is queued, then close the connection.
+    Close,
+}
+
+pub type OutTx = mpsc::UnboundedSender<Out>;
+
+/// Messages from connection tasks to the core.
+pub enum Msg {
+    /// A handshake. The answer is the ConnectResponse frame, or `None` to close silently.
+    Connect {
+        conn: ConnId,
+        addr: SocketAddr,
+        req: ConnectRequest,
+        out: OutTx,
+        reply: oneshot::Sender<Option<Vec<u8>>>,
+    },
+    /// A request after the handshake; a body that did not decode is answered with
+    /// MarshallingError, as ZooKeeper does.
+    Request { conn: ConnId, xid: i32, op: i32, req: Result<Request, DecodeError> },
+    /// The connection is gone (EOF, error, or closed by us).
+    Closed { conn: ConnId },
+    /// A four-letter word, answered with its text.
+    FourLetter { cmd: String, reply: oneshot::Sender<String> },
+    /// A new TCP connection was accepted (for connection counts in 4lw output).
+    Opened { conn: ConnId, addr: SocketAddr },
+}
+
+pub(crate) struct Session {
+    pub passwd: Vec<u8>,
+    pub timeout_ms: i32,
+    pub conn: Option<ConnId>,
+    pub ids: Vec<Id>,
+    pub expires_at: Instant,
+}
+
+/// Per-connection figures reported by `cons` / `stat`.
+#[derive(Default, Clone)]
+pub(crate) struct ConnStats {
+    pub received: u64,
+    pub sent: u64,
+    pub last_op: &'static str,
+    pub last_cxid: i32,
+    pub last_zxid: i64,
+    pub established_ms: i64,
+    pub latency: Latency,
+}
+
+#[derive(Default, Clone, Copy)]
+pub(crate) struct Latency {
+    pub min_ms: u64,
+    pub max_ms: u64,
+    pub total_ms: u64,
+    pub count: u64,
+    pub last_ms: u64,
+}
+
+impl Latency {
+    pub fn record(&mut self, ms: u64) {
+        if self.count == 0 || ms < self.min_ms {
+            self.min_ms = ms;
+        }
+        self.max_ms = self.max_ms.max(ms);
+        self.last_ms = ms;
+        self.total_ms += ms;
+        self.count += 1;
+    }
+    pub fn avg(&self) -> f64 {
+        if self.count == 0 {
+            0.0
+        } else {
+            self.total_ms as f64 / self.count as f64
+        }
+    }
+}
+
+pub(crate) struct Conn {
+    pub addr: SocketAddr,
+    pub session: Option<i64>,
+    pub out: Option<OutTx>,
+    pub stats: ConnStats,
+}
+
+pub struct Core {
+    pub(crate) cfg: Arc<Config>,
+    pub(crate) tree: DataTree,
+    pub(crate) sessions: HashMap<i64, Session>,
+    pub(crate) conns: HashMap<ConnId, Conn>,
+    next_session: i64,
+    pub(crate) started: Instant,
+    pub(crate) packets_received: u64,
+    pub(crate) packets_sent: u64,
+    pub(crate) latency: Latency,
+    pub(crate) auth_failed: u64,
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+/// The server id in the top byte of session ids (ZooKeeper's standalone server uses 0;
+/// we use 1 so that ids never collide with the container / TTL owner markers).
+const SERVER_ID: i64 = 1;
+
+impl Core {
+    pub fn new(cfg: Arc<Config>) -> Core {
+        // ZooKeeper's scheme: time in the middle bits, server id in the top byte, so ids
+        // stay unique across restarts and servers.
+        let next_session = (((now_ms() << 24) as u64) >> 8) as i64 | (SERVER_ID << 56);
+        Core {
+            cfg,
+            tree: DataTree::new(),
+            sessions: HashMap::new(),
+            conns: HashMap::new(),
+            next_session,
+            started: Instant::now(),
+            packets_received: 0,
+            packets_sent: 0,
+            latency: Latency::default(),
+            auth_failed: 0,
+        }
+    }
+
+    /// Runs until every sender is gone.
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+        let tick = Duration::from_millis((self.cfg.tick_time_ms as u64 / 2).clamp(10, 1000));
+        let mut expiry = tokio::time::interval(tick);
+        expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut containers =
+            tokio::time::interval(Duration::from_millis(self.cfg.container_check_interval_ms.max(1)));
+        containers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(m) => self.handle(m),
+                    None => return,
+                },
+                _ = expiry.tick() => self.expire_sessions(Instant::now()),
+                _ = containers.tick() => self.reap_containers(),
+            }
+        }
+    }
+
+    pub fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Opened { conn, addr } => {
+                let stats = ConnStats { established_ms: now_ms(), last_op: "NA", last_cxid: -1, last_zxid: -1, ..Default::default() };
+                self.conns.insert(conn, Conn { addr, session: None, out: None, stats });
+            }
+            Msg::Connect { conn, addr, req, out, reply } => {
+                let frame = self.connect(conn, addr, req, out);
+                let _ = reply.send(frame);
+            }
+            Msg::Request { conn, xid, op, req } => self.request(conn, xid, op, req),
+            Msg::Closed { conn } => self.closed(conn),
+            Msg::FourLetter { cmd, reply } => {
+                let _ = reply.send(fourlw::answer(self, &cmd));
+            }
+        }
+    }
+
+    fn next_zxid(&self) -> i64 {
+        self.tree.last_zxid() + 1
+    }
+
+    /// Applies a transaction and delivers its watch events; returns the result and zxid.
+    fn commit(&mut self, session: i64, cxid: i32, txn: &Txn) -> (TxnResult, i64) {
+        let hdr = TxnHeader { session, cxid, zxid: self.next_zxid(), time_ms: now_ms() };
+        let mut events = Vec::new();
+        let result = self.tree.apply(&hdr, txn, &mut events);
+        self.deliver(&events);
+        (result, hdr.zxid)
+    }
+
+    fn deliver(&mut self, events: &[WatchEvent]) {
+        for ev in events {
+            let frame = encode::notification(ev.event_type as i32, KeeperState::SyncConnected as i32, &ev.path);
+            self.send_to_session(ev.session, frame);
+        }
+    }
+
+    fn send_to_session(&mut self, session: i64, frame: Vec<u8>) {
+        if let Some(conn) = self.sessions.get(&session).and_then(|s| s.conn) {
+            self.send(conn, frame);
+        }
+    }
+
+    fn send(&mut self, conn: ConnId, frame: Vec<u8>) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            if let Some(out) = &c.out {
+                c.stats.sent += 1;
+                self.packets_sent += 1;
+                let _ = out.send(Out::Frame(frame));
+            }
+        }
+    }
+
+    fn close_conn(&mut self, conn: ConnId) {
+        if let Some(out) = self.conns.get(&conn).and_then(|c| c.out.as_ref()) {
+            let _ = out.send(Out::Close);
+        }
+    }
+
+    fn connect(&mut self, conn: ConnId, addr: SocketAddr, req: ConnectRequest, out: OutTx) -> Option<Vec<u8>> {
+        self.packets_received += 1;
+        if req.last_zxid_seen > self.tree.last_zxid() {
+            // The client has seen a newer history than ours; it must go elsewhere.
+            tracing::warn!(
+                client = %addr,
+                client_zxid = format_args!("{:#x}", req.last_zxid_seen),
+                our_zxid = format_args!("{:#x}", self.tree.last_zxid()),
+                "refusing connection from a client that has seen a newer zxid"
+            );
+            return None;
+        }
+        let timeout_ms = self.cfg.negotiate_timeout(req.timeout_ms);
+        let read_only = req.read_only.map(|_| false);
+        let expired = ConnectResponse { protocol_version: 0, timeout_ms: 0, session_id: 0, passwd: vec![0; 16], read_only };
+        let session_id = if req.session_id != 0 {
+            let Some(s) = self.sessions.get_mut(&req.session_id) else {
+                return Some(frame_of(&expired));
+            };
+            if s.passwd != req.passwd {
+                return Some(frame_of(&expired));
+            }
+            // A reconnect: the session moves to this connection; the old one is closed.
+            s.timeout_ms = timeout_ms;
+            s.expires_at = Instant::now() + Duration::from_millis(timeout_ms as u64);
+            if let Some(old) = s.conn.replace(conn) {
+                if old != conn {
+                    self.tree.watches.remove_session(req.session_id);
+                    if let Some(c) = self.conns.get_mut(&old) {
+                        c.session = None;
+                    }
+                    self.close_conn(old);
+                }
+            }
+            req.session_id
+        } else {
+            let id = self.next_session;
+            self.next_session += 1;
+            let passwd: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
+            self.sessions.insert(
+                id,
+                Session {
+                    passwd,
+                    timeout_ms,
+                    conn: Some(conn),
+                    ids: vec![Id::new("ip", &addr.ip().to_string())],
+                    expires_at: Instant::now() + Duration::from_millis(timeout_ms as u64),
+                },
+            );
+            self.commit(id, 0, &Txn::CreateSession { timeout_ms });
+            id
+        };
+        let s = &self.sessions[&session_id];
+        let resp = ConnectResponse {
+            protocol_version: 0,
+            timeout_ms,
+            session_id,
+            passwd: s.passwd.clone(),
+            read_only,
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.session = Some(session_id);
+            c.out = Some(out);
+            c.stats.sent += 1;
+        }
+        self.packets_sent += 1;
+        Some(frame_of(&resp))
+    }
+
+    fn closed(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.remove(&conn) else { return };
+        if let Some(id) = c.session {
+            if let Some(s) = self.sessions.get_mut(&id) {
+                if s.conn == Some(conn) {
+                    s.conn = None;
+                    // Watches belong to the connection; the client re-registers them
+                    // with setWatches when it reconnects.
+                    self.tree.watches.remove_session(id);
+                }
+            }
+        }
+    }
+
+    fn expire_sessions(&mut self, now: Instant) {
+        let expired: Vec<i64> = self.sessions.iter().filter(|(_, s)| s.expires_at <= now).map(|(id, _)| *id).collect();
+        for id in expired {
+            tracing::info!(session = format_args!("{id:#x}"), "session expired");
+            self.end_session(id);
+        }
+    }
+
+    /// Closes a session: one transaction removes its ephemeral nodes; its connection, if
+    /// any, is closed after what is queued for it.
+    fn end_session(&mut self, id: i64) {
+        self.commit(id, 0, &Txn::CloseSession);
+        if let Some(s) = self.sessions.remove(&id) {
+            self.tree.watches.remove_session(id);
+            if let Some(conn) = s.conn {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.session = None;
+                }
+                self.close_conn(conn);
+            }
+        }
+    }
+
+    fn reap_containers(&mut self) {
+        let caller = Caller { session: 0, ids: vec![Id::new("super", "")] };
+        for p in self.tree.expired_containers(now_ms()) {
+            let txn = Prep::new(&self.tree, &caller, self.settings()).delete_container(&p);
+            if let Some(txn) = txn {
+                tracing::debug!(path = %p, "deleting empty container or expired TTL node");
+                self.commit(0, 0, &txn);
+            }
+        }
+    }
+
+    fn settings(&self) -> Settings {
+        Settings { extended_types: self.cfg.extended_types_enabled }
+    }
+
+    fn request(&mut self, conn: ConnId, xid: i32, op: i32, req: Result<Request, DecodeError>) {
+        let started = Instant::now();
+        self.packets_received += 1;
+        let Some(session) = self.conns.get(&conn).and_then(|c| c.session) else { return };
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        s.expires_at = started + Duration::from_millis(s.timeout_ms as u64);
+        let caller = Caller { session, ids: s.ids.clone() };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stats.received += 1;
+            c.stats.last_op = OpCode::from_i32(op).map(OpCode::short_name).unwrap_or("UNKN");
+            if xid >= 0 {
+                c.stats.last_cxid = xid;
+            }
+        }
+        let last = self.tree.last_zxid();
+        let (frame, close) = match req {
+            Err(DecodeError::UnknownOp(op)) => {
+                // ZooKeeper answers an opcode it does not know with Unimplemented, then
+                // closes the connection.
+                tracing::debug!(op, "unknown opcode; closing the connection");
+                (encode::error(xid, -1, ErrorCode::Unimplemented), true)
+            }
+            Err(e) => {
+                tracing::debug!(%e, op, "undecodable request body");
+                (encode::error(xid, last, ErrorCode::MarshallingError), false)
+            }
+            Ok(req) => self.dispatch(&caller, conn, xid, req),
+        };
+        let zxid = i64::from_be_bytes(frame[8..16].try_into().expect("reply header"));
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stats.last_zxid = zxid;
+        }
+        self.send(conn, frame);
+        if close {
+            self.close_conn(conn);
+        }
+        let ms = started.elapsed().as_millis() as u64;
+        self.latency.record(ms);
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.stats.latency.record(ms);
+        }
+    }
+
+    /// Answers one decoded request: the reply frame, and whether to close afterwards.
+    fn dispatch(&mut self, caller: &Caller, conn: ConnId, xid: i32, req: Request) -> (Vec<u8>, bool) {
+        let last = self.tree.last_zxid();
+        let session = caller.session;
+        let ok = ErrorCode::Ok;
+        match &req {
+            Request::Ping => (encode::error(XID_PING, last, ok), false),
+            Request::Auth { scheme, auth, .. } => {
+                match acl::authenticate(scheme, auth, self.cfg.super_digest.as_deref()) {
+                    Ok(ids) => {
+                        if let Some(s) = self.sessions.get_mut(&session) {
+                            for id in ids {
+                                if !s.ids.contains(&id) {
+                                    s.ids.push(id);
+                                }
+                            }
+                        }
+                        (encode::error(XID_AUTH, 0, ok), false)
+                    }
+                    Err(e) => {
+                        self.auth_failed += 1;
+                        (encode::error(XID_AUTH, 0, e), true)
+                    }
+                }
+            }
+            Request::SetWatches(sw) => {
+                let mut events = Vec::new();
+                read::set_watches(&mut self.tree, caller, sw, &mut events);
+                self.deliver(&events);
+                (encode::error(XID_SET_WATCHES, last, ok), false)
+            }
+            Request::CloseSession => {
+                self.commit(session, xid, &Txn::CloseSession);
+                if let Some(s) = self.sessions.remove(&session) {
+                    debug_assert_eq!(s.conn, Some(conn));
+                }
+                self.tree.watches.remove_session(session);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.session = None;
+                }
+                (encode::error(xid, self.tree.last_zxid(), ok), true)
+            }
+            Request::Create { .. }
+            | Request::Delete { .. }
+            | Request::SetData { .. }
+            | Request::SetAcl { .. }
+            | Request::Check { .. }
+            | Request::Multi(_) => {
+                let txn = {
+                    let mut prep = Prep::new(&self.tree, caller, self.settings());
+                    let r = match &req {
+                        Request::Create { op, req } => prep.create(*op, req).map(Txn::Create),
+                        Request::Delete { path, version } => prep.delete(path, *version),
+                        Request::SetData { path, data, version } => prep.set_data(path, data, *version),
+                        Request::SetAcl { path, acl, version } => prep.set_acl(path, acl, *version),
+                        Request::Check { path, version } => prep.check(path, *version),
+                        Request::Multi(ops) => Ok(prep.multi(ops)),
+                        _ => unreachable!(),
+                    };
+                    r.unwrap_or_else(Txn::Error)
+                };
+                let (result, zxid) = self.commit(session, xid, &txn);
+                let frame = match &result {
+                    TxnResult::Error(e) => encode::error(xid, zxid, *e),
+                    r => encode::reply(xid, zxid, ok, |w| encode::write_body(w, &req, r)),
+                };
+                (frame, false)
+            }
+            Request::Exists { path, watch } => {
+                let r = read::exists(&mut self.tree, caller, root_alias(path), *watch);
+                (answer(xid, last, r, |w, s| s.encode(w)), false)
+            }
+            Request::GetData { path, watch } => {
+                let r = read::get_data(&mut self.tree, caller, root_alias(path), *watch);
+                (answer(xid, last, r, |w, (d, s)| {
+                    w.buffer(&d);
+                    s.encode(w);
+                }), false)
+            }
+            Request::GetChildren { path, watch, with_stat } => {
+                let r = read::get_children(&mut self.tree, caller, root_alias(path), *watch);
+                (answer(xid, last, r, |w, (ch, s)| {
+                    w.string_vec(&ch);
+                    if *with_stat {
+                        s.encode(w);
+                    }
+                }), false)
+            }
+            Request::GetAcl { path } => {
+                let r = read::get_acl(&self.tree, caller, root_alias(path));
+                (answer(xid, last, r, |w, (a, s)| encode::acl_and_stat(w, &a, &s)), false)
+            }
+            Request::GetAllChildrenNumber { path } => {
+                let r = read::all_children_number(&self.tree, caller, root_alias(path));
+                (answer(xid, last, r, |w, n| {
+                    w.i32(n);
+                }), false)
+            }
+            Request::GetEphemerals { prefix } => {
+                let paths = read::ephemerals(&self.tree, caller, prefix);
+                (answer(xid, last, Ok(paths), |w, p| {
+                    w.string_vec(&p);
+                }), false)
+            }
+            Request::MultiRead(ops) => {
+                let results = read::multi_read(&mut self.tree, caller, ops);
+                (answer(xid, last, Ok(results), |w, r| encode::multi_read_body(w, &r)), false)
+            }
+            Request::Sync { path } => (answer(xid, last, Ok(()), |w, _| {
+                w.string(path);
+            }), false),
+            Request::AddWatch { path, mode } => {
+                (answer(xid, last, read::add_watch(&mut self.tree, caller, path, *mode), |_, _| {}), false)
+            }
+            Request::CheckWatches { path, watcher_type } => {
+                (answer(xid, last, read::check_watches(&self.tree, caller, path, *watcher_type), |_, _| {}), false)
+            }
+            Request::RemoveWatches { path, watcher_type } => {
+                let r = read::remove_watches(&mut self.tree, caller, path, *watcher_type);
+                (answer(xid, last, r, |_, _| {}), false)
+            }
+            Request::WhoAmI => {
+                let infos: Vec<ClientInfo> = caller
+                    .ids
+                    .iter()
+                    .map(|id| ClientInfo {
+                        auth_scheme: id.scheme.clone(),
+                        user: match id.scheme.as_str() {
+                            "digest" => id.id.split(':').next().unwrap_or("").to_string(),
+                            _ => id.id.clone(),
+                        },
+                    })
+                    .collect();
+                (answer(xid, last, Ok(infos), |w, infos| {
+                    w.vec(&infos, |w, c| {
+                        w.string(&c.auth_scheme).string(&c.user);
+                    });
+                }), false)
+            }
+            Request::Reconfig => {
+                let err = if self.cfg.reconfig_enabled { ErrorCode::Unimplemented } else { ErrorCode::ReconfigDisabled };
+                (encode::error(xid, last, err), false)
+            }
+            Request::Sasl => (encode::error(xid, last, ErrorCode::Unimplemented), false),
+        }
+    }
+}
+
+/// A reply frame: the body for a result, the header alone for an error.
+fn answer<T>(xid: i32, zxid: i64, r: Result<T, ErrorCode>, body: impl FnOnce(&mut Writer, T)) -> Vec<u8> {
+    match r {
+        Ok(v) => encode::reply(xid, zxid, ErrorCode::Ok, |w| body(w, v)),
+        Err(e) => encode::error(xid, zxid, e),
+    }
+}
+
+/// ZooKeeper keys the root both as "/" and as "": reads of "" answer for the root.
+fn root_alias(path: &str) -> &str {
+    if path.is_empty() {
+        "/"
+    } else {
+        path
+    }
+}
+
+fn frame_of(resp: &ConnectResponse) -> Vec<u8> {
+    let mut w = Writer::frame();
+    resp.encode(&mut w);
+    w.finish_frame()
+}

@@ -1,0 +1,171 @@
+//! Four-letter words: the plain-text commands ZooKeeper answers on the client port.
+//! Their text follows ZooKeeper 3.8's, line for line, because monitoring scripts parse it.
+
+use crate::core::Core;
+use std::fmt::Write;
+
+pub const VERSION: &str = concat!("3.9.2-corral-", env!("CARGO_PKG_VERSION"), ", built on corral");
+
+/// Whether the four bytes that open a connection are a four-letter word ZooKeeper knows.
+pub fn parse(first: &[u8]) -> Option<&'static str> {
+    crate::config::ALL_FOUR_LETTER_WORDS.iter().copied().find(|w| w.as_bytes() == first)
+}
+
+/// Java prints doubles with at least one decimal; ZooKeeper rounds latency to 4 places.
+fn fmt_avg(v: f64) -> String {
+    let r = (v * 10000.0).round() / 10000.0;
+    if r.fract() == 0.0 {
+        format!("{r:.1}")
+    } else {
+        format!("{r}")
+    }
+}
+
+fn dir_size(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// ZooKeeper counts the root twice in its node table (as "/" and ""); its reports show
+/// that count, so ours do too.
+fn reported_node_count(core: &Core) -> usize {
+    core.tree.node_count() + 1
+}
+
+fn server_summary(core: &Core, out: &mut String) {
+    let l = &core.latency;
+    let _ = writeln!(out, "Latency min/avg/max: {}/{}/{}", l.min_ms, fmt_avg(l.avg()), l.max_ms);
+    let _ = writeln!(out, "Received: {}", core.packets_received);
+    let _ = writeln!(out, "Sent: {}", core.packets_sent);
+    let _ = writeln!(out, "Connections: {}", core.conns.len());
+    let _ = writeln!(out, "Outstanding: 0");
+    let _ = writeln!(out, "Zxid: {:#x}", core.tree.last_zxid());
+    let _ = writeln!(out, "Mode: standalone");
+    let _ = writeln!(out, "Node count: {}", reported_node_count(core));
+}
+
+fn connection_lines(core: &Core, out: &mut String, detail: bool) {
+    let mut conns: Vec<_> = core.conns.iter().collect();
+    conns.sort_by_key(|(id, _)| **id);
+    for (_, c) in conns {
+        let s = &c.stats;
+        let _ = write!(out, " /{}[1](queued=0,recved={},sent={}", c.addr, s.received, s.sent);
+        if let (true, Some(id)) = (detail, c.session) {
+            let timeout = core.sessions.get(&id).map(|s| s.timeout_ms).unwrap_or(0);
+            let _ = write!(
+                out,
+                ",sid={id:#x},lop={},est={},to={timeout},lcxid={:#x},lzxid={:#x},lresp=0,llat={},minlat={},avglat={},maxlat={}",
+                s.last_op,
+                s.established_ms,
+                s.last_cxid,
+                s.last_zxid,
+                s.latency.last_ms,
+                s.latency.min_ms,
+                s.latency.avg() as u64,
+                s.latency.max_ms
+            );
+        }
+        out.push_str(")\n");
+    }
+}
+
+/// The text answer to an allowed four-letter word.
+pub fn answer(core: &mut Core, cmd: &str) -> String {
+    let mut out = String::new();
+    let cfg = &core.cfg;
+    match cmd {
+        "ruok" => out.push_str("imok"),
+        "isro" => out.push_str("rw"),
+        "srvr" => {
+            let _ = writeln!(out, "Zookeeper version: {VERSION}");
+            server_summary(core, &mut out);
+        }
+        "stat" => {
+            let _ = writeln!(out, "Zookeeper version: {VERSION}");
+            out.push_str("Clients:\n");
+            connection_lines(core, &mut out, false);
+            out.push('\n');
+            server_summary(core, &mut out);
+        }
+        "cons" => {
+            connection_lines(core, &mut out, true);
+            out.push('\n');
+        }
+        "conf" => {
+            let data_dir = cfg.data_dir.display().to_string();
+            let log_dir = cfg.data_log_dir.as_ref().map(|p| p.display().to_string()).unwrap_or(data_dir.clone());
+            let _ = writeln!(out, "clientPort={}", cfg.client_port);
+            let _ = writeln!(out, "secureClientPort=-1");
+            let _ = writeln!(out, "dataDir={data_dir}");
+            let _ = writeln!(out, "dataDirSize={}", dir_size(&cfg.data_dir));
+            let _ = writeln!(out, "dataLogDir={log_dir}");
+            let _ = writeln!(out, "dataLogSize={}", dir_size(std::path::Path::new(&log_dir)));
+            let _ = writeln!(out, "tickTime={}", cfg.tick_time_ms);
+            let _ = writeln!(out, "maxClientCnxns={}", cfg.max_client_cnxns);
+            let _ = writeln!(out, "minSessionTimeout={}", cfg.min_session_timeout_ms);
+            let _ = writeln!(out, "maxSessionTimeout={}", cfg.max_session_timeout_ms);
+            let _ = writeln!(out, "clientPortListenBacklog=-1");
+            let _ = writeln!(out, "serverId=0");
+        }
+        "envi" => {
+            out.push_str("Environment:\n");
+            let _ = writeln!(out, "zookeeper.version={VERSION}");
+            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+            let _ = writeln!(out, "host.name={}", host.trim());
+            let _ = writeln!(out, "os.name={}", std::env::consts::OS);
+            let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
+            let _ = writeln!(out, "user.name={}", std::env::var("USER").unwrap_or_default());
+            let _ = writeln!(out, "user.home={}", std::env::var("HOME").unwrap_or_default());
+            let dir = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+            let _ = writeln!(out, "user.dir={dir}");
+        }
+        "wchs" => {
+            let w = &core.tree.watches;
+            let _ = writeln!(out, "{} connections watching {} paths", w.session_count(), w.path_count());
+            let _ = writeln!(out, "Total watches:{}", w.count());
+        }
+        "dirs" => {
+            let _ = writeln!(out, "datadir_size: {}", dir_size(&cfg.data_dir));
+            let log = cfg.data_log_dir.as_ref().unwrap_or(&cfg.data_dir);
+            let _ = writeln!(out, "logdir_size: {}", dir_size(log));
+        }
+        "mntr" => {
+            let l = core.latency;
+            let w = &core.tree.watches;
+            let rows: Vec<(&str, String)> = vec![
+                ("zk_version", VERSION.to_string()),
+                ("zk_server_state", "standalone".into()),
+                ("zk_ephemerals_count", core.tree.ephemeral_count().to_string()),
+                ("zk_num_alive_connections", core.conns.len().to_string()),
+                ("zk_avg_latency", fmt_avg(l.avg())),
+                ("zk_outstanding_requests", "0".into()),
+                ("zk_znode_count", reported_node_count(core).to_string()),
+                ("zk_global_sessions", core.sessions.len().to_string()),
+                ("zk_packets_sent", core.packets_sent.to_string()),
+                ("zk_packets_received", core.packets_received.to_string()),
+                ("zk_watch_count", w.count().to_string()),
+                ("zk_auth_failed_count", core.auth_failed.to_string()),
+                ("zk_min_latency", l.min_ms.to_string()),
+                ("zk_max_latency", l.max_ms.to_string()),
+                ("zk_approximate_data_size", core.tree.data_bytes().to_string()),
+                ("zk_local_sessions", "0".into()),
+                ("zk_uptime", core.started.elapsed().as_millis().to_string()),
+            ];
+            for (k, v) in rows {
+                let _ = writeln!(out, "{k}\t{v}");
+            }
+        }
+        other => {
+            // Known words this server does not answer yet (see docs/compatibility.md).
+            let _ = writeln!(out, "{other} is not supported by this server.");
+        }
+    }
+    out
+}

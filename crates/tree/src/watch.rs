@@ -1,0 +1,319 @@
+//! Watch registrations and which session hears of which change.
+//!
+//! Like ZooKeeper, two tables: *data* watches (set by getData and exists, fired by
+//! NodeCreated / NodeDeleted / NodeDataChanged on the path) and *child* watches (set by
+//! getChildren, fired by NodeChildrenChanged and NodeDeleted on the path). A registration
+//! is a bit set of modes: one-shot (cleared when it fires), persistent (kept), and
+//! persistent-recursive (kept, and fired by changes anywhere below the path; recursive
+//! watches live only in the data table, so they never see NodeChildrenChanged). A session
+//! hears of one change once, whichever tables matched.
+
+use crate::path;
+use corral_proto::EventType;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// A session id.
+pub type SessionId = i64;
+
+pub const ONE_SHOT: u8 = 1;
+pub const PERSISTENT: u8 = 2;
+pub const RECURSIVE: u8 = 4;
+const ALL: u8 = ONE_SHOT | PERSISTENT | RECURSIVE;
+
+/// A notification for one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchEvent {
+    pub session: SessionId,
+    pub event_type: EventType,
+    pub path: String,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    by_path: HashMap<String, BTreeMap<SessionId, u8>>,
+}
+
+impl Table {
+    fn add(&mut self, path: &str, session: SessionId, mode: u8) {
+        *self.by_path.entry(path.to_string()).or_default().entry(session).or_insert(0) |= mode;
+    }
+
+    fn has(&self, path: &str, session: SessionId, mask: u8) -> bool {
+        self.by_path.get(path).and_then(|m| m.get(&session)).is_some_and(|b| b & mask != 0)
+    }
+
+    /// Clears `mask` bits for the session on the path; true when something was cleared.
+    fn remove(&mut self, path: &str, session: SessionId, mask: u8) -> bool {
+        let Some(m) = self.by_path.get_mut(path) else { return false };
+        let Some(bits) = m.get_mut(&session) else { return false };
+        let had = *bits & mask != 0;
+        *bits &= !mask;
+        if *bits == 0 {
+            m.remove(&session);
+        }
+        if m.is_empty() {
+            self.by_path.remove(path);
+        }
+        had
+    }
+
+    /// The sessions watching `path` itself; one-shot bits are consumed.
+    fn fire_exact(&mut self, path: &str, out: &mut Vec<SessionId>) {
+        let Some(m) = self.by_path.get_mut(path) else { return };
+        m.retain(|s, bits| {
+            out.push(*s);
+            *bits &= !ONE_SHOT;
+            *bits != 0
+        });
+        if m.is_empty() {
+            self.by_path.remove(path);
+        }
+    }
+
+    fn fire_recursive_ancestors(&self, path: &str, out: &mut Vec<SessionId>) {
+        for a in path::ancestors(path) {
+            if let Some(m) = self.by_path.get(a) {
+                out.extend(m.iter().filter(|(_, b)| **b & RECURSIVE != 0).map(|(s, _)| *s));
+            }
+        }
+    }
+
+    fn count(&self) -> usize {
+        self.by_path.values().map(|m| m.len()).sum()
+    }
+}
+
+/// All watches of the server.
+#[derive(Debug, Default)]
+pub struct Watches {
+    data: Table,
+    child: Table,
+    /// How many recursive registrations exist; when none, a change skips the ancestor walk.
+    recursive: usize,
+}
+
+/// Which table(s) a removeWatches / checkWatches request names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Children,
+    Data,
+    Any,
+    Persistent,
+    PersistentRecursive,
+}
+
+impl Watches {
+    pub fn add_data(&mut self, path: &str, session: SessionId) {
+        self.data.add(path, session, ONE_SHOT);
+    }
+
+    pub fn add_child(&mut self, path: &str, session: SessionId) {
+        self.child.add(path, session, ONE_SHOT);
+    }
+
+    /// addWatch: a persistent watch sits in both tables; a recursive one in the data
+    /// table only.
+    pub fn add_persistent(&mut self, path: &str, session: SessionId, recursive: bool) {
+        if recursive {
+            if !self.data.has(path, session, RECURSIVE) {
+                self.recursive += 1;
+            }
+            self.data.add(path, session, RECURSIVE);
+        } else {
+            self.data.add(path, session, PERSISTENT);
+            self.child.add(path, session, PERSISTENT);
+        }
+    }
+
+    /// Fires the watches of one change. `suppress` holds sessions already told of this
+    /// change by another table; the newly told are added to it.
+    fn fire(
+        &mut self,
+        child_table: bool,
+        path: &str,
+        ev: EventType,
+        told: &mut HashSet<SessionId>,
+        out: &mut Vec<WatchEvent>,
+    ) {
+        let mut sessions = Vec::new();
+        if child_table {
+            self.child.fire_exact(path, &mut sessions);
+        } else {
+            self.data.fire_exact(path, &mut sessions);
+            if self.recursive > 0 {
+                self.data.fire_recursive_ancestors(path, &mut sessions);
+            }
+        }
+        for s in sessions {
+            if told.insert(s) {
+                out.push(WatchEvent { session: s, event_type: ev, path: path.to_string() });
+            }
+        }
+    }
+
+    pub fn node_created(&mut self, path: &str, parent: &str, out: &mut Vec<WatchEvent>) {
+        self.fire(false, path, EventType::NodeCreated, &mut HashSet::new(), out);
+        self.fire(true, parent, EventType::NodeChildrenChanged, &mut HashSet::new(), out);
+    }
+
+    pub fn node_deleted(&mut self, path: &str, parent: &str, out: &mut Vec<WatchEvent>) {
+        let mut told = HashSet::new();
+        self.fire(false, path, EventType::NodeDeleted, &mut told, out);
+        self.fire(true, path, EventType::NodeDeleted, &mut told, out);
+        self.fire(true, parent, EventType::NodeChildrenChanged, &mut HashSet::new(), out);
+    }
+
+    pub fn data_changed(&mut self, path: &str, out: &mut Vec<WatchEvent>) {
+        self.fire(false, path, EventType::NodeDataChanged, &mut HashSet::new(), out);
+    }
+
+    fn masks(kind: Kind) -> (u8, u8) {
+        // (data-table bits, child-table bits)
+        match kind {
+            Kind::Children => (0, ALL),
+            Kind::Data => (ALL, 0),
+            Kind::Any => (ALL, ALL),
+            Kind::Persistent => (PERSISTENT, PERSISTENT),
+            Kind::PersistentRecursive => (RECURSIVE, 0),
+        }
+    }
+
+    /// checkWatches: whether the session has a watch of this kind on the path.
+    pub fn has(&self, path: &str, session: SessionId, kind: Kind) -> bool {
+        let (d, c) = Self::masks(kind);
+        (d != 0 && self.data.has(path, session, d)) || (c != 0 && self.child.has(path, session, c))
+    }
+
+    /// removeWatches: removes the session's watches of this kind on the path; false when
+    /// there were none (the server answers NoWatcher).
+    pub fn remove(&mut self, path: &str, session: SessionId, kind: Kind) -> bool {
+        let (d, c) = Self::masks(kind);
+        let had_recursive = self.data.has(path, session, RECURSIVE);
+        let mut any = d != 0 && self.data.remove(path, session, d);
+        any |= c != 0 && self.child.remove(path, session, c);
+        if had_recursive && !self.data.has(path, session, RECURSIVE) {
+            self.recursive -= 1;
+        }
+        any
+    }
+
+    /// Drops every watch of a session (its connection closed; the client re-registers
+    /// them with setWatches when it reconnects).
+    pub fn remove_session(&mut self, session: SessionId) {
+        for table in [&mut self.data, &mut self.child] {
+            table.by_path.retain(|_, m| {
+                m.remove(&session);
+                !m.is_empty()
+            });
+        }
+        self.recursive = self
+            .data
+            .by_path
+            .values()
+            .flat_map(|m| m.values())
+            .filter(|b| **b & RECURSIVE != 0)
+            .count();
+    }
+
+    /// Number of registrations (a path watched by a session in both tables counts twice).
+    pub fn count(&self) -> usize {
+        self.data.count() + self.child.count()
+    }
+
+    /// Distinct watched paths.
+    pub fn path_count(&self) -> usize {
+        let mut paths: HashSet<&String> = self.data.by_path.keys().collect();
+        paths.extend(self.child.by_path.keys());
+        paths.len()
+    }
+
+    /// Sessions that hold at least one watch.
+    pub fn session_count(&self) -> usize {
+        let mut s: HashSet<SessionId> = HashSet::new();
+        for t in [&self.data, &self.child] {
+            for m in t.by_path.values() {
+                s.extend(m.keys());
+            }
+        }
+        s.len()
+    }
+
+    /// Watched paths of one session, sorted.
+    pub fn paths_of(&self, session: SessionId) -> Vec<String> {
+        let mut v: Vec<String> = [&self.data, &self.child]
+            .iter()
+            .flat_map(|t| t.by_path.iter().filter(|(_, m)| m.contains_key(&session)).map(|(p, _)| p.clone()))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use EventType::*;
+
+    fn ev(session: SessionId, t: EventType, p: &str) -> WatchEvent {
+        WatchEvent { session, event_type: t, path: p.into() }
+    }
+
+    #[test]
+    fn one_shot_fires_once() {
+        let mut w = Watches::default();
+        w.add_data("/a", 1);
+        let mut out = vec![];
+        w.data_changed("/a", &mut out);
+        w.data_changed("/a", &mut out);
+        assert_eq!(out, vec![ev(1, NodeDataChanged, "/a")]);
+        assert_eq!(w.count(), 0);
+    }
+
+    #[test]
+    fn delete_tells_each_session_once() {
+        let mut w = Watches::default();
+        w.add_data("/a", 1);
+        w.add_child("/a", 1);
+        w.add_child("/", 2);
+        let mut out = vec![];
+        w.node_deleted("/a", "/", &mut out);
+        assert_eq!(out, vec![ev(1, NodeDeleted, "/a"), ev(2, NodeChildrenChanged, "/")]);
+    }
+
+    #[test]
+    fn persistent_and_recursive() {
+        let mut w = Watches::default();
+        w.add_persistent("/a", 1, false);
+        w.add_persistent("/a", 2, true);
+        let mut out = vec![];
+        w.node_created("/a/b", "/a", &mut out);
+        assert_eq!(out, vec![ev(2, NodeCreated, "/a/b"), ev(1, NodeChildrenChanged, "/a")]);
+        out.clear();
+        w.data_changed("/a", &mut out);
+        w.data_changed("/a", &mut out);
+        assert_eq!(out.len(), 4);
+        assert!(w.remove("/a", 2, Kind::PersistentRecursive));
+        assert!(!w.remove("/a", 2, Kind::PersistentRecursive));
+        out.clear();
+        w.node_created("/a/c", "/a", &mut out);
+        assert_eq!(out, vec![ev(1, NodeChildrenChanged, "/a")]);
+    }
+
+    #[test]
+    fn remove_kinds_and_sessions() {
+        let mut w = Watches::default();
+        w.add_data("/a", 1);
+        w.add_child("/a", 1);
+        assert!(w.has("/a", 1, Kind::Data));
+        assert!(w.remove("/a", 1, Kind::Children));
+        assert!(!w.has("/a", 1, Kind::Children));
+        w.add_persistent("/p", 1, false);
+        assert!(w.has("/p", 1, Kind::Children) && w.has("/p", 1, Kind::Data));
+        assert!(w.has("/a", 1, Kind::Any));
+        w.add_persistent("/b", 1, true);
+        w.remove_session(1);
+        assert_eq!(w.count(), 0);
+        assert_eq!(w.recursive, 0);
+    }
+}
