@@ -5,12 +5,13 @@
 //! too large or malformed closes this connection only.
 
 use crate::config::Config;
-use crate::core::{ConnId, Msg, Out};
+use crate::core::{ConnId, Msg, Out, OutTx};
 use crate::fourlw;
 use bytes::{Buf, BytesMut};
 use corral_proto::frame::{self, FrameError};
 use corral_proto::{ConnectRequest, Reader, Request, RequestHeader};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -49,7 +50,7 @@ async fn read_frame(
     }
 }
 
-async fn writer(mut sock: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) {
+async fn writer(mut sock: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>, queued: Arc<AtomicUsize>) {
     let mut batch = Vec::with_capacity(16 * 1024);
     'outer: while let Some(first) = rx.recv().await {
         let mut close = false;
@@ -67,6 +68,7 @@ async fn writer(mut sock: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>) 
         if !batch.is_empty() && sock.write_all(&batch).await.is_err() {
             break 'outer;
         }
+        queued.fetch_sub(batch.len(), Ordering::Relaxed);
         batch.clear();
         if close {
             break;
@@ -116,8 +118,10 @@ async fn run(
     let Some(body) = read_frame(&mut rd, &mut buf, cfg.max_frame_bytes).await? else { return Ok(()) };
     let req = ConnectRequest::decode(&mut Reader::new(&body)).map_err(|e| ConnError::Decode("connect request", e))?;
     let (out_tx, out_rx) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let out = OutTx { tx: out_tx, queued_bytes: queued.clone() };
     let (tx, rx) = oneshot::channel();
-    core.send(Msg::Connect { conn, addr, req, out: out_tx, reply: tx }).await.map_err(|_| ConnError::CoreGone)?;
+    core.send(Msg::Connect { conn, addr, req, out, reply: tx }).await.map_err(|_| ConnError::CoreGone)?;
     let Some(resp) = rx.await.map_err(|_| ConnError::CoreGone)? else { return Ok(()) };
     // The handshake answer goes out before anything the core queues for this session.
     wr.write_all(&resp).await?;
@@ -126,7 +130,7 @@ async fn run(
         let _ = wr.shutdown().await;
         return Ok(());
     }
-    let mut writer = tokio::spawn(writer(wr, out_rx));
+    let mut writer = tokio::spawn(writer(wr, out_rx, queued));
 
     let reading = async {
         while let Some(body) = read_frame(&mut rd, &mut buf, cfg.max_frame_bytes).await? {

@@ -16,11 +16,12 @@ use crate::fourlw;
 use corral_proto::request::Request;
 use corral_proto::{
     ClientInfo, ConnectRequest, ConnectResponse, DecodeError, ErrorCode, Id, KeeperState, OpCode, Writer,
-    XID_AUTH, XID_PING, XID_SET_WATCHES,
+
 };
 use corral_tree::{acl, read, Caller, DataTree, Prep, Settings, Txn, TxnHeader, TxnResult, WatchEvent};
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -35,7 +36,17 @@ pub enum Out {
     Close,
 }
 
-pub type OutTx = mpsc::UnboundedSender<Out>;
+/// A connection's outbound queue and the bytes waiting in it.
+#[derive(Clone)]
+pub struct OutTx {
+    pub tx: mpsc::UnboundedSender<Out>,
+    /// Added to by the core, subtracted by the writer once written.
+    pub queued_bytes: Arc<AtomicUsize>,
+}
+
+/// A client that lets this much pile up unread (it stopped reading while watches fire,
+/// say) is disconnected rather than allowed to exhaust the server's memory.
+pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// Messages from connection tasks to the core.
 pub enum Msg {
@@ -218,18 +229,22 @@ impl Core {
     }
 
     fn send(&mut self, conn: ConnId, frame: Vec<u8>) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            if let Some(out) = &c.out {
-                c.stats.sent += 1;
-                self.packets_sent += 1;
-                let _ = out.send(Out::Frame(frame));
-            }
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        let Some(out) = &c.out else { return };
+        c.stats.sent += 1;
+        self.packets_sent += 1;
+        let queued = out.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
+        let _ = out.tx.send(Out::Frame(frame));
+        if queued > MAX_QUEUED_BYTES {
+            tracing::warn!(client = %c.addr, queued, "client is not reading its replies; closing the connection");
+            let _ = out.tx.send(Out::Close);
+            c.out = None;
         }
     }
 
     fn close_conn(&mut self, conn: ConnId) {
         if let Some(out) = self.conns.get(&conn).and_then(|c| c.out.as_ref()) {
-            let _ = out.send(Out::Close);
+            let _ = out.tx.send(Out::Close);
         }
     }
 
@@ -403,7 +418,7 @@ impl Core {
         let session = caller.session;
         let ok = ErrorCode::Ok;
         match &req {
-            Request::Ping => (encode::error(XID_PING, last, ok), false),
+            Request::Ping => (encode::error(xid, last, ok), false),
             Request::Auth { scheme, auth, .. } => {
                 match acl::authenticate(scheme, auth, self.cfg.super_digest.as_deref()) {
                     Ok(ids) => {
@@ -414,11 +429,11 @@ impl Core {
                                 }
                             }
                         }
-                        (encode::error(XID_AUTH, 0, ok), false)
+                        (encode::error(xid, 0, ok), false)
                     }
                     Err(e) => {
                         self.auth_failed += 1;
-                        (encode::error(XID_AUTH, 0, e), true)
+                        (encode::error(xid, 0, e), true)
                     }
                 }
             }
@@ -426,7 +441,7 @@ impl Core {
                 let mut events = Vec::new();
                 read::set_watches(&mut self.tree, caller, sw, &mut events);
                 self.deliver(&events);
-                (encode::error(XID_SET_WATCHES, last, ok), false)
+                (encode::error(xid, last, ok), false)
             }
             Request::CloseSession => {
                 self.commit(session, xid, &Txn::CloseSession);

@@ -152,12 +152,14 @@ impl<'a> Prep<'a> {
         Ok(CreateTxn { path: p, data: req.data.clone(), acl, ephemeral_owner, parent_cversion })
     }
 
+    /// Like ZooKeeper, delete does not validate the whole path: a malformed path is a node
+    /// that does not exist.
     pub fn delete(&mut self, p: &str, version: i32) -> R<Txn> {
-        if p.rfind('/').is_none() || p.contains('\0') || is_special(p) {
+        let Some(slash) = p.rfind('/') else { return Err(ErrorCode::BadArguments) };
+        if p.contains('\0') || is_special(p) {
             return Err(ErrorCode::BadArguments);
         }
-        valid(p)?;
-        let parent_path = path::parent(p).ok_or(ErrorCode::BadArguments)?;
+        let parent_path = if slash == 0 { "/" } else { &p[..slash] };
         let parent = self.rec(parent_path)?;
         let node = self.rec(p)?;
         self.allow(&parent, Perms::DELETE)?;
