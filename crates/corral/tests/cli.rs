@@ -1,0 +1,115 @@
+//! The `corral server` command line: config file errors, overrides and defaults.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn corral() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_corral"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn ruok(port: u16) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.write_all(b"ruok").ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// Runs a server that must fail at startup; returns its exit code and stderr.
+fn failing_start(cfg: &str) -> (i32, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zoo.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let out = corral()
+        .args(["server", "--config"])
+        .arg(&path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn malformed_values_stop_startup_naming_the_line() {
+    let (code, err) = failing_start("tickTime=2000\nclientPort=abc\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("line 2") && err.contains("clientPort") && err.contains("abc"), "{err}");
+
+    let (code, err) = failing_start("minSessionTimeout=9000\nmaxSessionTimeout=4000\n");
+    assert_ne!(code, 0);
+    assert!(err.to_lowercase().contains("session"), "{err}");
+
+    let (code, err) = failing_start("4lw.commands.whitelist=ruok,nope\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("nope"), "{err}");
+
+    let (code, err) = failing_start("extendedTypesEnabled=maybe\n");
+    assert_ne!(code, 0);
+    assert!(err.contains("extendedTypesEnabled"), "{err}");
+}
+
+#[test]
+fn missing_config_file_is_a_clear_error() {
+    let out = corral().args(["server", "--config", "/nonexistent/zoo.cfg"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/zoo.cfg"));
+}
+
+/// Kills the child when the test ends, whatever happens.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn flags_override_the_file_and_unknown_keys_are_logged() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("from-flag");
+    let cfg = dir.path().join("zoo.cfg");
+    let file_port = free_port();
+    std::fs::write(
+        &cfg,
+        format!(
+            "clientPort={file_port}\ndataDir={}\ninitLimit=5\nnoSuchKey=1\n4lw.commands.whitelist=ruok,conf\n",
+            dir.path().join("from-file").display()
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("stderr")).unwrap();
+    let _child = Child(
+        corral()
+            .args(["server", "--config"])
+            .arg(&cfg)
+            .args(["--port", &port.to_string(), "--data-dir"])
+            .arg(&data)
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ruok(port).as_deref() != Some("imok") {
+        assert!(Instant::now() < deadline, "server did not answer ruok on the --port port");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(TcpStream::connect(("127.0.0.1", file_port)).is_err(), "the file's port must not be used");
+    assert!(data.is_dir(), "--data-dir was not created");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"conf").unwrap();
+    let mut conf = String::new();
+    s.read_to_string(&mut conf).unwrap();
+    assert!(conf.contains(&format!("clientPort={port}")), "{conf}");
+    assert!(conf.contains(&format!("dataDir={}", data.display())), "{conf}");
+    let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
+    assert!(stderr.contains("noSuchKey"), "unknown key not logged: {stderr}");
+    assert!(stderr.contains("initLimit"), "unused ZooKeeper key not logged: {stderr}");
+}
