@@ -1,7 +1,7 @@
 //! Four-letter words: the plain-text commands ZooKeeper answers on the client port.
 //! Their text follows ZooKeeper 3.8's, line for line, because monitoring scripts parse it.
 
-use crate::core::Core;
+use crate::core::{ConnStats, Core, Latency};
 use std::fmt::Write;
 
 pub const VERSION: &str = concat!("3.9.2-corral-", env!("CARGO_PKG_VERSION"), ", built on corral");
@@ -160,6 +160,58 @@ pub fn answer(core: &mut Core, cmd: &str) -> String {
             ];
             for (k, v) in rows {
                 let _ = writeln!(out, "{k}\t{v}");
+            }
+        }
+        "wchc" => {
+            for (session, paths) in core.tree.watches.by_session() {
+                let _ = writeln!(out, "{session:#x}");
+                for p in paths {
+                    let _ = writeln!(out, "\t{p}");
+                }
+            }
+            out.push('\n');
+        }
+        "wchp" => {
+            for (path, sessions) in core.tree.watches.by_path() {
+                let _ = writeln!(out, "{path}");
+                for s in sessions {
+                    let _ = writeln!(out, "\t{s:#x}");
+                }
+            }
+            out.push('\n');
+        }
+        "crst" => {
+            for c in core.conns.values_mut() {
+                let est = c.stats.established_ms;
+                c.stats = ConnStats { established_ms: est, last_op: "NA", last_cxid: -1, last_zxid: -1, ..Default::default() };
+            }
+            out.push_str("Connection stats reset.\n");
+        }
+        "srst" => {
+            core.latency = Latency::default();
+            core.packets_received = 0;
+            core.packets_sent = 0;
+            out.push_str("Server stats reset.\n");
+        }
+        "gtmk" => out.push_str("306"),
+        "dump" => {
+            out.push_str("SessionTracker dump:\n");
+            let now = std::time::Instant::now();
+            let _ = writeln!(out, "Session Sets ({})/({}):", core.sessions.len(), core.sessions.len());
+            let mut sessions: Vec<_> = core.sessions.iter().collect();
+            sessions.sort_by_key(|(_, s)| s.expires_at);
+            for (id, s) in &sessions {
+                let ms = s.expires_at.saturating_duration_since(now).as_millis();
+                let _ = writeln!(out, "1 expire in {ms} ms:\n\t{id:#x}");
+            }
+            out.push_str("ephemeral nodes dump:\n");
+            let owners: Vec<i64> = core.sessions.keys().copied().filter(|id| core.tree.ephemerals_of(*id).next().is_some()).collect();
+            let _ = writeln!(out, "Sessions with Ephemerals ({}):", owners.len());
+            for id in owners {
+                let _ = writeln!(out, "{id:#x}:");
+                for p in core.tree.ephemerals_of(id) {
+                    let _ = writeln!(out, "\t{p}");
+                }
             }
         }
         other => {

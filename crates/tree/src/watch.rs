@@ -238,6 +238,34 @@ impl Watches {
         s.len()
     }
 
+    /// Every watched path with the sessions watching it, sorted by path.
+    pub fn by_path(&self) -> Vec<(String, Vec<SessionId>)> {
+        let mut m: BTreeMap<&String, Vec<SessionId>> = BTreeMap::new();
+        for t in [&self.data, &self.child] {
+            for (p, sessions) in &t.by_path {
+                m.entry(p).or_default().extend(sessions.keys());
+            }
+        }
+        m.into_iter()
+            .map(|(p, mut v)| {
+                v.sort_unstable();
+                v.dedup();
+                (p.clone(), v)
+            })
+            .collect()
+    }
+
+    /// Every watching session with its watched paths, sorted by session.
+    pub fn by_session(&self) -> Vec<(SessionId, Vec<String>)> {
+        let mut m: BTreeMap<SessionId, Vec<String>> = BTreeMap::new();
+        for (p, sessions) in self.by_path() {
+            for s in sessions {
+                m.entry(s).or_default().push(p.clone());
+            }
+        }
+        m.into_iter().collect()
+    }
+
     /// Watched paths of one session, sorted.
     pub fn paths_of(&self, session: SessionId) -> Vec<String> {
         let mut v: Vec<String> = [&self.data, &self.child]
@@ -298,6 +326,17 @@ mod tests {
         out.clear();
         w.node_created("/a/c", "/a", &mut out);
         assert_eq!(out, vec![ev(1, NodeChildrenChanged, "/a")]);
+    }
+
+    #[test]
+    fn listings_by_path_and_session() {
+        let mut w = Watches::default();
+        w.add_data("/b", 2);
+        w.add_child("/a", 2);
+        w.add_data("/a", 1);
+        assert_eq!(w.by_path(), vec![("/a".to_string(), vec![1, 2]), ("/b".to_string(), vec![2])]);
+        assert_eq!(w.by_session(), vec![(1, vec!["/a".to_string()]), (2, vec!["/a".to_string(), "/b".to_string()])]);
+        assert_eq!((w.count(), w.path_count(), w.session_count()), (3, 2, 2));
     }
 
     #[test]
