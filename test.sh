@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# The one command that runs every Corral test on a fresh machine:
+#   1. cargo build --release --workspace
+#   2. cargo test  --release --workspace      (reuses the release build)
+#   3. Python integration tests (kazoo) in tests/python against the release
+#      binary, in a virtualenv at <repo>/.venv created on first use.
+#
+# Environment:
+#   CORRAL_BIN           server binary for the Python tests
+#                        (default: <target dir>/release/corral)
+#   CORRAL_TEST_TARGET   corral (default) | zookeeper: run the Python suite
+#                        against Apache ZooKeeper instead (see tests/python/README.md)
+#   PYTHON               interpreter used to create the venv (default: python3)
+# Extra arguments are passed to pytest, e.g. ./test.sh -k watches -x
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")"
+REPO="$(pwd)"
+PYTHON="${PYTHON:-python3}"
+VENV="$REPO/.venv"
+TARGET_DIR="${CARGO_TARGET_DIR:-$REPO/target}"
+export CORRAL_BIN="${CORRAL_BIN:-$TARGET_DIR/release/corral}"
+
+LOGDIR="$(mktemp -d)"
+trap 'rm -rf "$LOGDIR"' EXIT
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---------------------------------------------------------------- Rust
+step "cargo build --release --workspace"
+cargo build --release --workspace
+
+step "cargo test --release --workspace --no-fail-fast"
+set +e
+cargo test --release --workspace --no-fail-fast 2>&1 | tee "$LOGDIR/cargo-test.log"
+cargo_rc="${PIPESTATUS[0]}"
+set -e
+
+# Sum the "test result: ok. N passed; M failed; K ignored" lines of all test binaries.
+read -r cargo_passed cargo_failed cargo_ignored < <(
+  awk '/^test result:/ {
+         for (i = 1; i <= NF; i++) {
+           if ($(i+1) ~ /^passed/)  p += $i
+           if ($(i+1) ~ /^failed/)  f += $i
+           if ($(i+1) ~ /^ignored/) s += $i
+         }
+       }
+       END { printf "%d %d %d\n", p, f, s }' "$LOGDIR/cargo-test.log")
+
+# ---------------------------------------------------------------- Python
+step "python virtualenv ($VENV)"
+if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+  rm -rf "$VENV"
+  if ! "$PYTHON" -m venv "$VENV"; then
+    # Debian's system python3 ships venv separately; install it only if needed.
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" -eq 0 ]; then
+      echo "python3 -m venv failed; installing python3-venv"
+      rm -rf "$VENV"
+      apt-get update -qq && apt-get install -y -qq python3-venv
+      "$PYTHON" -m venv "$VENV"
+    else
+      echo "error: '$PYTHON -m venv' failed and python3-venv cannot be installed" >&2
+      exit 1
+    fi
+  fi
+fi
+"$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
+"$VENV/bin/python" -c 'from importlib.metadata import version as v; print("kazoo", v("kazoo"), "| pytest", v("pytest"), "| pytest-timeout", v("pytest-timeout"))'
+
+step "pytest tests/python (target=${CORRAL_TEST_TARGET:-corral}, CORRAL_BIN=$CORRAL_BIN)"
+set +e
+"$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python "$@" 2>&1 | tee "$LOGDIR/pytest.log"
+py_rc="${PIPESTATUS[0]}"
+set -e
+
+py_last="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error|skipped|deselected)|no tests ran' "$LOGDIR/pytest.log" | tail -n 1 || true)"
+count() { grep -oE "[0-9]+ $1" <<<"$py_last" | grep -oE '^[0-9]+' | head -n 1 || true; }
+py_passed="$(count passed)";   py_passed="${py_passed:-0}"
+py_failed="$(count failed)";   py_failed="${py_failed:-0}"
+py_errors="$(count error)";    py_errors="${py_errors:-0}"
+py_skipped="$(count skipped)"; py_skipped="${py_skipped:-0}"
+py_xfailed="$(count xfailed)"; py_xfailed="${py_xfailed:-0}"
+
+# ---------------------------------------------------------------- summary
+status=0
+[ "$cargo_rc" -eq 0 ] || status=1
+[ "$py_rc" -eq 0 ] || status=1          # includes exit 5: no tests collected
+[ "$py_passed" -gt 0 ] || status=1
+
+total_passed=$((cargo_passed + py_passed))
+total_failed=$((cargo_failed + py_failed + py_errors))
+if [ "$status" -ne 0 ] && [ "$total_failed" -eq 0 ]; then
+  total_failed=1   # a failure with no counted test (crash, exit 5, ...) still counts as one
+fi
+
+step "summary"
+echo "cargo test: ${cargo_passed} passed, ${cargo_failed} failed, ${cargo_ignored} ignored (exit ${cargo_rc})"
+echo "pytest:     ${py_passed} passed, $((py_failed + py_errors)) failed, ${py_skipped} skipped, ${py_xfailed} xfailed (exit ${py_rc})"
+if [ "$status" -eq 0 ]; then echo "RESULT: OK"; else echo "RESULT: FAILED"; fi
+echo "total: ${total_passed} passed, ${total_failed} failed"
+exit "$status"
