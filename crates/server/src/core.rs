@@ -524,7 +524,10 @@ impl Core {
                 w.string(path);
             }), false),
             Request::AddWatch { path, mode } => {
-                (answer(xid, last, read::add_watch(&mut self.tree, caller, path, *mode), |_, _| {}), false)
+                // ZooKeeper answers addWatch with an ErrorResponse body holding 0.
+                (answer(xid, last, read::add_watch(&mut self.tree, caller, path, *mode), |w, _| {
+                    w.i32(0);
+                }), false)
             }
             Request::CheckWatches { path, watcher_type } => {
                 (answer(xid, last, read::check_watches(&self.tree, caller, path, *watcher_type), |_, _| {}), false)

@@ -47,14 +47,14 @@ pub fn write_body(w: &mut Writer, req: &Request, result: &TxnResult) {
     }
 }
 
-/// A multi's results. Inside a multi, create and create2 answer with the path only and
-/// createContainer / createTTL with path and Stat under opcode create2, as ZooKeeper 3.8
-/// does.
+/// A multi's results. Inside a multi, create answers with the path only; create2,
+/// createContainer and createTTL with path and Stat under opcode create2, as ZooKeeper 3.9
+/// does (3.8 dropped the Stat of create2, ZOOKEEPER-4026).
 fn multi_body(w: &mut Writer, ops: &[MultiOp], results: &[TxnResult]) {
     for (op, r) in ops.iter().zip(results) {
         match (op, r) {
             (MultiOp::Create { op, .. }, TxnResult::Create { path, stat }) => {
-                if matches!(op, OpCode::Create | OpCode::Create2) {
+                if *op == OpCode::Create {
                     MultiHeader { op: OpCode::Create as i32, done: false, err: 0 }.encode(w);
                     w.string(path);
                 } else {
