@@ -11,6 +11,8 @@
 #   CORRAL_TEST_TARGET   corral (default) | zookeeper: run the Python suite
 #                        against Apache ZooKeeper instead (see tests/python/README.md)
 #   PYTHON               interpreter used to create the venv (default: python3)
+#   CORRAL_SKIP_ZOOKEEPER=1  do not install Apache ZooKeeper; the differential test
+#                        (tests/python/test_differential.py) is then skipped if it is missing
 # Extra arguments are passed to pytest, e.g. ./test.sh -k watches -x
 set -euo pipefail
 
@@ -66,6 +68,15 @@ if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 "$VENV/bin/python" -c 'from importlib.metadata import version as v; print("kazoo", v("kazoo"), "| pytest", v("pytest"), "| pytest-timeout", v("pytest-timeout"))'
+
+# test_differential.py runs Apache ZooKeeper next to Corral: install Debian's
+# package (it pulls in a JRE) when it is missing and we can.
+if [ ! -e /usr/share/java/zookeeper.jar ] && [ "${CORRAL_SKIP_ZOOKEEPER:-}" != 1 ] \
+   && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  step "apt-get install zookeeper (for tests/python/test_differential.py)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper \
+    || echo "warning: installing zookeeper failed; test_differential.py will fail" >&2
+fi
 
 step "pytest tests/python (target=${CORRAL_TEST_TARGET:-corral}, CORRAL_BIN=$CORRAL_BIN)"
 set +e
