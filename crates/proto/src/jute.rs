@@ -90,6 +90,20 @@ impl<'a> Reader<'a> {
         Ok(self.read_opt_buffer()?.map(<[u8]>::to_vec).unwrap_or_default())
     }
 
+    /// A buffer whose null-ness matters (znode data: ZooKeeper stores and returns null).
+    pub fn read_data(&mut self) -> Result<Option<Vec<u8>>, DecodeError> {
+        Ok(self.read_opt_buffer()?.map(<[u8]>::to_vec))
+    }
+
+    /// A znode path: a string that must not be null (ZooKeeper answers a null path with
+    /// MarshallingError).
+    pub fn read_path(&mut self) -> Result<String, DecodeError> {
+        match self.read_opt_buffer()? {
+            None => Err(DecodeError::Invalid("null path")),
+            Some(b) => String::from_utf8(b.to_vec()).map_err(|_| DecodeError::InvalidUtf8),
+        }
+    }
+
     /// A string; null reads as empty.
     pub fn read_string(&mut self) -> Result<String, DecodeError> {
         match self.read_opt_buffer()? {
@@ -166,6 +180,14 @@ impl Writer {
 
     pub fn null_buffer(&mut self) -> &mut Self {
         self.i32(-1)
+    }
+
+    /// Znode data: null is written as length -1.
+    pub fn data(&mut self, v: Option<&[u8]>) -> &mut Self {
+        match v {
+            Some(d) => self.buffer(d),
+            None => self.null_buffer(),
+        }
     }
 
     pub fn string(&mut self, v: &str) -> &mut Self {

@@ -8,7 +8,8 @@ use crate::records::{read_acls, write_acls, Acl, MultiHeader};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateRequest {
     pub path: String,
-    pub data: Vec<u8>,
+    /// `None` when the client sent a null buffer; ZooKeeper keeps that distinction.
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     pub flags: i32,
     /// Only createTTL carries a TTL; 0 elsewhere.
@@ -22,7 +23,7 @@ pub enum MultiOp {
     /// it decides the shape of the result.
     Create { op: OpCode, req: CreateRequest },
     Delete { path: String, version: i32 },
-    SetData { path: String, data: Vec<u8>, version: i32 },
+    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
     Check { path: String, version: i32 },
 }
 
@@ -51,7 +52,7 @@ pub enum Request {
     Delete { path: String, version: i32 },
     Exists { path: String, watch: bool },
     GetData { path: String, watch: bool },
-    SetData { path: String, data: Vec<u8>, version: i32 },
+    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
     GetAcl { path: String },
     SetAcl { path: String, acl: Vec<Acl>, version: i32 },
     /// getChildren (`with_stat` false) and getChildren2 (true).
@@ -75,8 +76,8 @@ pub enum Request {
 }
 
 fn decode_create(op: OpCode, r: &mut Reader) -> Result<CreateRequest, DecodeError> {
-    let path = r.read_string()?;
-    let data = r.read_buffer()?;
+    let path = r.read_path()?;
+    let data = r.read_data()?;
     let acl = read_acls(r)?;
     let flags = r.read_i32()?;
     let ttl = if op == OpCode::CreateTtl { r.read_i64()? } else { 0 };
@@ -92,36 +93,36 @@ impl Request {
             O::Create | O::Create2 | O::CreateContainer | O::CreateTtl => {
                 Request::Create { op: code, req: decode_create(code, r)? }
             }
-            O::Delete => Request::Delete { path: r.read_string()?, version: r.read_i32()? },
-            O::Exists => Request::Exists { path: r.read_string()?, watch: r.read_bool()? },
-            O::GetData => Request::GetData { path: r.read_string()?, watch: r.read_bool()? },
+            O::Delete => Request::Delete { path: r.read_path()?, version: r.read_i32()? },
+            O::Exists => Request::Exists { path: r.read_path()?, watch: r.read_bool()? },
+            O::GetData => Request::GetData { path: r.read_path()?, watch: r.read_bool()? },
             O::SetData => Request::SetData {
-                path: r.read_string()?,
-                data: r.read_buffer()?,
+                path: r.read_path()?,
+                data: r.read_data()?,
                 version: r.read_i32()?,
             },
-            O::GetAcl => Request::GetAcl { path: r.read_string()? },
+            O::GetAcl => Request::GetAcl { path: r.read_path()? },
             O::SetAcl => Request::SetAcl {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 acl: read_acls(r)?,
                 version: r.read_i32()?,
             },
             O::GetChildren | O::GetChildren2 => Request::GetChildren {
-                path: r.read_string()?,
+                path: r.read_path()?,
                 watch: r.read_bool()?,
                 with_stat: code == O::GetChildren2,
             },
-            O::Sync => Request::Sync { path: r.read_string()? },
+            O::Sync => Request::Sync { path: r.read_path()? },
             O::Ping => Request::Ping,
-            O::Check => Request::Check { path: r.read_string()?, version: r.read_i32()? },
+            O::Check => Request::Check { path: r.read_path()?, version: r.read_i32()? },
             O::Multi => Request::Multi(decode_multi(r)?),
             O::MultiRead => Request::MultiRead(decode_multi_read(r)?),
             O::Reconfig => Request::Reconfig,
             O::CheckWatches => {
-                Request::CheckWatches { path: r.read_string()?, watcher_type: r.read_i32()? }
+                Request::CheckWatches { path: r.read_path()?, watcher_type: r.read_i32()? }
             }
             O::RemoveWatches => {
-                Request::RemoveWatches { path: r.read_string()?, watcher_type: r.read_i32()? }
+                Request::RemoveWatches { path: r.read_path()?, watcher_type: r.read_i32()? }
             }
             O::Auth => Request::Auth {
                 auth_type: r.read_i32()?,
@@ -143,9 +144,9 @@ impl Request {
                 Request::SetWatches(sw)
             }
             O::Sasl => Request::Sasl,
-            O::GetEphemerals => Request::GetEphemerals { prefix: r.read_string()? },
-            O::GetAllChildrenNumber => Request::GetAllChildrenNumber { path: r.read_string()? },
-            O::AddWatch => Request::AddWatch { path: r.read_string()?, mode: r.read_i32()? },
+            O::GetEphemerals => Request::GetEphemerals { prefix: r.read_path()? },
+            O::GetAllChildrenNumber => Request::GetAllChildrenNumber { path: r.read_path()? },
+            O::AddWatch => Request::AddWatch { path: r.read_path()?, mode: r.read_i32()? },
             O::WhoAmI => Request::WhoAmI,
             O::CloseSession => Request::CloseSession,
             O::Notification | O::DeleteContainer | O::CreateSession | O::Error => {
@@ -180,13 +181,13 @@ fn decode_multi(r: &mut Reader) -> Result<Vec<MultiOp>, DecodeError> {
             OpCode::Create | OpCode::Create2 | OpCode::CreateContainer | OpCode::CreateTtl => {
                 MultiOp::Create { op: code, req: decode_create(code, r)? }
             }
-            OpCode::Delete => MultiOp::Delete { path: r.read_string()?, version: r.read_i32()? },
+            OpCode::Delete => MultiOp::Delete { path: r.read_path()?, version: r.read_i32()? },
             OpCode::SetData => MultiOp::SetData {
-                path: r.read_string()?,
-                data: r.read_buffer()?,
+                path: r.read_path()?,
+                data: r.read_data()?,
                 version: r.read_i32()?,
             },
-            OpCode::Check => MultiOp::Check { path: r.read_string()?, version: r.read_i32()? },
+            OpCode::Check => MultiOp::Check { path: r.read_path()?, version: r.read_i32()? },
             _ => return Err(DecodeError::Invalid("op not allowed in multi")),
         });
     }
@@ -203,12 +204,12 @@ fn decode_multi_read(r: &mut Reader) -> Result<Vec<ReadOp>, DecodeError> {
             // A getChildren / getData inside multiRead carries the watch flag, which
             // ZooKeeper ignores there.
             Some(OpCode::GetChildren) => {
-                let path = r.read_string()?;
+                let path = r.read_path()?;
                 r.read_bool()?;
                 ReadOp::GetChildren { path }
             }
             Some(OpCode::GetData) => {
-                let path = r.read_string()?;
+                let path = r.read_path()?;
                 r.read_bool()?;
                 ReadOp::GetData { path }
             }
@@ -219,7 +220,7 @@ fn decode_multi_read(r: &mut Reader) -> Result<Vec<ReadOp>, DecodeError> {
 
 /// Encodes a create body; used by tests and tools that speak to a server.
 pub fn encode_create(w: &mut Writer, op: OpCode, req: &CreateRequest) {
-    w.string(&req.path).buffer(&req.data);
+    w.string(&req.path).data(req.data.as_deref());
     write_acls(w, &req.acl);
     w.i32(req.flags);
     if op == OpCode::CreateTtl {
@@ -233,7 +234,7 @@ mod tests {
 
     #[test]
     fn decodes_create_ttl_and_multi() {
-        let req = CreateRequest { path: "/a".into(), data: b"x".to_vec(), acl: Acl::open_unsafe(), flags: 5, ttl: 100 };
+        let req = CreateRequest { path: "/a".into(), data: Some(b"x".to_vec()), acl: Acl::open_unsafe(), flags: 5, ttl: 100 };
         let mut w = Writer::new();
         encode_create(&mut w, OpCode::CreateTtl, &req);
         let got = Request::decode(21, &mut Reader::new(&w.buf)).unwrap();

@@ -393,7 +393,15 @@ impl Core {
             }
             Err(e) => {
                 tracing::debug!(%e, op, "undecodable request body");
-                (encode::error(xid, last, ErrorCode::MarshallingError), false)
+                let err = ErrorCode::MarshallingError;
+                if is_txn_op(op) {
+                    // ZooKeeper turns a write it cannot decode into an error transaction,
+                    // which takes a zxid like any other.
+                    let (_, zxid) = self.commit(session, xid, &Txn::Error(err));
+                    (encode::error(xid, zxid, err), false)
+                } else {
+                    (encode::error(xid, last, err), false)
+                }
             }
             Ok(req) => self.dispatch(&caller, conn, xid, req),
         };
@@ -418,7 +426,8 @@ impl Core {
         let session = caller.session;
         let ok = ErrorCode::Ok;
         match &req {
-            Request::Ping => (encode::error(xid, last, ok), false),
+            // Pings are answered with the ping xid whatever the client used.
+            Request::Ping => (encode::error(corral_proto::XID_PING, last, ok), false),
             Request::Auth { scheme, auth, .. } => {
                 match acl::authenticate(scheme, auth, self.cfg.super_digest.as_deref()) {
                     Ok(ids) => {
@@ -465,7 +474,7 @@ impl Core {
                     let r = match &req {
                         Request::Create { op, req } => prep.create(*op, req).map(Txn::Create),
                         Request::Delete { path, version } => prep.delete(path, *version),
-                        Request::SetData { path, data, version } => prep.set_data(path, data, *version),
+                        Request::SetData { path, data, version } => prep.set_data(path, data.as_deref(), *version),
                         Request::SetAcl { path, acl, version } => prep.set_acl(path, acl, *version),
                         Request::Check { path, version } => prep.check(path, *version),
                         Request::Multi(ops) => Ok(prep.multi(ops)),
@@ -487,7 +496,7 @@ impl Core {
             Request::GetData { path, watch } => {
                 let r = read::get_data(&mut self.tree, caller, root_alias(path), *watch);
                 (answer(xid, last, r, |w, (d, s)| {
-                    w.buffer(&d);
+                    w.data(d.as_deref());
                     s.encode(w);
                 }), false)
             }
@@ -555,12 +564,24 @@ impl Core {
                 }), false)
             }
             Request::Reconfig => {
+                // A write in ZooKeeper's pipeline: the refusal is an error transaction.
                 let err = if self.cfg.reconfig_enabled { ErrorCode::Unimplemented } else { ErrorCode::ReconfigDisabled };
-                (encode::error(xid, last, err), false)
+                let (_, zxid) = self.commit(session, xid, &Txn::Error(err));
+                (encode::error(xid, zxid, err), false)
             }
             Request::Sasl => (encode::error(xid, last, ErrorCode::Unimplemented), false),
         }
     }
+}
+
+/// Opcodes that ZooKeeper's pipeline turns into transactions (and so zxids), even when
+/// they fail.
+fn is_txn_op(op: i32) -> bool {
+    use OpCode as O;
+    matches!(
+        OpCode::from_i32(op),
+        Some(O::Create | O::Create2 | O::CreateContainer | O::CreateTtl | O::Delete | O::SetData | O::SetAcl | O::Check | O::Multi | O::Reconfig)
+    )
 }
 
 /// A reply frame: the body for a result, the header alone for an error.

@@ -88,7 +88,7 @@ pub fn multi_read_body(w: &mut Writer, results: &[ReadResult]) {
             }
             ReadResult::Data(d, s) => {
                 MultiHeader { op: OpCode::GetData as i32, done: false, err: 0 }.encode(w);
-                w.buffer(d);
+                w.data(d.as_deref());
                 s.encode(w);
             }
             ReadResult::Error(e) => {

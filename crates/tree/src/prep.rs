@@ -175,13 +175,13 @@ impl<'a> Prep<'a> {
         Ok(Txn::Delete { path: p.to_string() })
     }
 
-    pub fn set_data(&mut self, p: &str, data: &[u8], version: i32) -> R<Txn> {
+    pub fn set_data(&mut self, p: &str, data: Option<&[u8]>, version: i32) -> R<Txn> {
         valid(p)?;
         let node = self.rec(p)?;
         self.allow(&node, Perms::WRITE)?;
         let version = next_version(node.version, version)?;
         self.overlay.insert(p.to_string(), Some(Rec { version, ..node }));
-        Ok(Txn::SetData { path: p.to_string(), data: data.to_vec(), version })
+        Ok(Txn::SetData { path: p.to_string(), data: data.map(<[u8]>::to_vec), version })
     }
 
     pub fn set_acl(&mut self, p: &str, acl_list: &[Acl], version: i32) -> R<Txn> {
@@ -208,7 +208,7 @@ impl<'a> Prep<'a> {
         match op {
             MultiOp::Create { op, req } => self.create(*op, req).map(Txn::Create),
             MultiOp::Delete { path, version } => self.delete(path, *version),
-            MultiOp::SetData { path, data, version } => self.set_data(path, data, *version),
+            MultiOp::SetData { path, data, version } => self.set_data(path, data.as_deref(), *version),
             MultiOp::Check { path, version } => self.check(path, *version),
         }
     }

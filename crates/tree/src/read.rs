@@ -20,13 +20,16 @@ fn allow(acl: &[Acl], perm: i32, ids: &[Id]) -> R<()> {
 /// exists: no permission needed. With `watch`, a data watch is left whether or not the
 /// node exists (that is how a client waits for a node to appear).
 pub fn exists(tree: &mut DataTree, c: &Caller, path: &str, watch: bool) -> R<Stat> {
+    if path.contains('\0') {
+        return Err(ErrorCode::BadArguments);
+    }
     if watch {
         tree.watches.add_data(path, c.session);
     }
     tree.get(path).map(|n| n.stat()).ok_or(ErrorCode::NoNode)
 }
 
-pub fn get_data(tree: &mut DataTree, c: &Caller, path: &str, watch: bool) -> R<(Vec<u8>, Stat)> {
+pub fn get_data(tree: &mut DataTree, c: &Caller, path: &str, watch: bool) -> R<(Option<Vec<u8>>, Stat)> {
     let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
     allow(&n.acl, Perms::READ, &c.ids)?;
     let out = (n.data.clone(), n.stat());
@@ -78,7 +81,7 @@ pub fn ephemerals(tree: &DataTree, c: &Caller, prefix: &str) -> Vec<String> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadResult {
     Children(Vec<String>),
-    Data(Vec<u8>, Stat),
+    Data(Option<Vec<u8>>, Stat),
     Error(ErrorCode),
 }
 

@@ -15,7 +15,7 @@ fn caller(session: i64) -> Caller {
 }
 
 fn create_req(path: &str, flags: i32) -> CreateRequest {
-    CreateRequest { path: path.into(), data: b"d".to_vec(), acl: Acl::open_unsafe(), flags, ttl: 0 }
+    CreateRequest { path: path.into(), data: Some(b"d".to_vec()), acl: Acl::open_unsafe(), flags, ttl: 0 }
 }
 
 impl Harness {

@@ -64,7 +64,8 @@ pub struct NodeStat {
 #[derive(Debug, Clone)]
 pub struct Node {
     pub stat: NodeStat,
-    pub data: Vec<u8>,
+    /// `None` when created or set with null data; clients get null back.
+    pub data: Option<Vec<u8>>,
     /// Shared among nodes with equal ACLs (most nodes carry the same one).
     pub acl: Arc<[Acl]>,
     /// Child names, sorted so listings and digests are deterministic.
@@ -72,6 +73,10 @@ pub struct Node {
 }
 
 impl Node {
+    pub fn data_len(&self) -> usize {
+        self.data.as_ref().map_or(0, Vec::len)
+    }
+
     pub fn stat(&self) -> Stat {
         let s = &self.stat;
         Stat {
@@ -89,7 +94,7 @@ impl Node {
                 EphemeralType::Session(id) => id,
                 _ => 0,
             },
-            data_length: self.data.len() as i32,
+            data_length: self.data_len() as i32,
             num_children: self.children.len() as i32,
             pzxid: s.pzxid,
         }
@@ -146,9 +151,11 @@ impl DataTree {
         let open = t.intern_acl(&Acl::open_unsafe());
         let read = t.intern_acl(&Acl::read_unsafe());
         for (p, acl) in [("/", &open), (ZOOKEEPER, &open), (QUOTA, &open), (CONFIG, &read)] {
+            // ZooKeeper creates /zookeeper/config with aversion -1.
+            let stat = NodeStat { aversion: if p == CONFIG { -1 } else { 0 }, ..NodeStat::default() };
             t.nodes.insert(
                 p.into(),
-                Node { stat: NodeStat::default(), data: Vec::new(), acl: acl.clone(), children: BTreeSet::new() },
+                Node { stat, data: Some(Vec::new()), acl: acl.clone(), children: BTreeSet::new() },
             );
             if let Some(parent) = path::parent(p) {
                 t.nodes.get_mut(parent).unwrap().children.insert(path::name(p).into());
@@ -274,7 +281,7 @@ impl DataTree {
                 let Some(n) = self.nodes.get_mut(path.as_str()) else {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
-                self.data_bytes = self.data_bytes - n.data.len() as u64 + data.len() as u64;
+                self.data_bytes = self.data_bytes - n.data_len() as u64 + data.as_ref().map_or(0, Vec::len) as u64;
                 n.data = data.clone();
                 n.stat.version = *version;
                 n.stat.mzxid = hdr.zxid;
@@ -329,7 +336,7 @@ impl DataTree {
             children: BTreeSet::new(),
         };
         let stat = node.stat();
-        self.data_bytes += (c.path.len() + c.data.len()) as u64;
+        self.data_bytes += (c.path.len() + c.data.as_ref().map_or(0, Vec::len)) as u64;
         self.nodes.insert(c.path.as_str().into(), node);
         match EphemeralType::of(c.ephemeral_owner) {
             EphemeralType::Session(s) => {
@@ -355,7 +362,7 @@ impl DataTree {
             Some(_) => {}
         }
         let node = self.nodes.remove(p).expect("checked above");
-        self.data_bytes -= (p.len() + node.data.len()) as u64;
+        self.data_bytes -= (p.len() + node.data_len()) as u64;
         if let Some(parent) = self.nodes.get_mut(parent_path) {
             parent.children.remove(path::name(p));
             if zxid > parent.stat.pzxid {

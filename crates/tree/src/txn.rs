@@ -18,7 +18,7 @@ pub struct TxnHeader {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateTxn {
     pub path: String,
-    pub data: Vec<u8>,
+    pub data: Option<Vec<u8>>,
     pub acl: Vec<Acl>,
     /// 0, the owning session, or the container / TTL marker (see [`crate::EphemeralType`]).
     pub ephemeral_owner: i64,
@@ -33,7 +33,7 @@ pub enum Txn {
     CloseSession,
     Create(CreateTxn),
     Delete { path: String },
-    SetData { path: String, data: Vec<u8>, version: i32 },
+    SetData { path: String, data: Option<Vec<u8>>, version: i32 },
     SetAcl { path: String, acl: Vec<Acl>, version: i32 },
     Check { path: String },
     Multi(Vec<Txn>),
