@@ -2,21 +2,64 @@
 //!
 //! The reader decodes frames and hands requests to the core; the writer drains the
 //! connection's outbound queue, batching what is ready into one write. A frame that is
-//! too large or malformed closes this connection only.
+//! too large or malformed closes this connection only. [`Shared`] is what the connection
+//! and the core both see: when the client was last heard from (sessions are kept alive by
+//! arrival, not by when the core gets round to a request), how many of its requests are
+//! in flight (a bound, so one client cannot fill the core's queue), the bytes waiting to
+//! be written, and a signal to drop the connection at once.
 
 use crate::config::Config;
-use crate::core::{ConnId, Msg, Out, OutTx};
+use crate::core::{ConnId, Handshake, Msg, Out};
 use crate::fourlw;
 use bytes::{Buf, BytesMut};
 use corral_proto::frame::{self, FrameError};
 use corral_proto::{ConnectRequest, Reader, Request, RequestHeader};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+
+/// Requests of one connection that may wait for the core at once (ZooKeeper throttles a
+/// connection at 1000 outstanding requests too).
+pub const MAX_IN_FLIGHT: usize = 1000;
+
+/// State a connection task shares with the core.
+pub struct Shared {
+    /// The instant `last_heard_ms` counts from.
+    pub base: Instant,
+    /// When the last frame arrived, in ms since `base`.
+    pub last_heard_ms: AtomicU64,
+    /// Permits for requests in flight; the core gives one back per request handled.
+    pub in_flight: Semaphore,
+    /// Encoded bytes queued for the writer and not yet written.
+    pub queued_bytes: AtomicUsize,
+    /// Drop the connection now, without flushing.
+    pub kill: Notify,
+}
+
+impl Shared {
+    fn new(base: Instant) -> Shared {
+        Shared {
+            base,
+            last_heard_ms: AtomicU64::new(base.elapsed().as_millis() as u64),
+            in_flight: Semaphore::new(MAX_IN_FLIGHT),
+            queued_bytes: AtomicUsize::new(0),
+            kill: Notify::new(),
+        }
+    }
+
+    fn touch(&self) {
+        self.last_heard_ms.store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    pub fn last_heard(&self) -> Instant {
+        self.base + std::time::Duration::from_millis(self.last_heard_ms.load(Ordering::Relaxed))
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 enum ConnError {
@@ -50,7 +93,7 @@ async fn read_frame(
     }
 }
 
-async fn writer(mut sock: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>, queued: Arc<AtomicUsize>) {
+async fn writer(mut sock: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>, shared: Arc<Shared>) {
     let mut batch = Vec::with_capacity(16 * 1024);
     'outer: while let Some(first) = rx.recv().await {
         let mut close = false;
@@ -68,7 +111,7 @@ async fn writer(mut sock: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>, 
         if !batch.is_empty() && sock.write_all(&batch).await.is_err() {
             break 'outer;
         }
-        queued.fetch_sub(batch.len(), Ordering::Relaxed);
+        shared.queued_bytes.fetch_sub(batch.len(), Ordering::Relaxed);
         batch.clear();
         if close {
             break;
@@ -77,12 +120,20 @@ async fn writer(mut sock: OwnedWriteHalf, mut rx: mpsc::UnboundedReceiver<Out>, 
     let _ = sock.shutdown().await;
 }
 
-pub async fn serve(stream: TcpStream, addr: SocketAddr, conn: ConnId, cfg: Arc<Config>, core: mpsc::Sender<Msg>) {
+pub async fn serve(
+    stream: TcpStream,
+    addr: SocketAddr,
+    conn: ConnId,
+    base: Instant,
+    cfg: Arc<Config>,
+    core: mpsc::Sender<Msg>,
+) {
     let _ = stream.set_nodelay(true);
-    if core.send(Msg::Opened { conn, addr }).await.is_err() {
+    let shared = Arc::new(Shared::new(base));
+    if core.send(Msg::Opened { conn, addr, shared: shared.clone() }).await.is_err() {
         return;
     }
-    if let Err(e) = run(stream, addr, conn, &cfg, &core).await {
+    if let Err(e) = run(stream, addr, conn, &cfg, &core, &shared).await {
         tracing::debug!(client = %addr, error = %e, "connection closed");
     }
     let _ = core.send(Msg::Closed { conn }).await;
@@ -94,6 +145,7 @@ async fn run(
     conn: ConnId,
     cfg: &Config,
     core: &mpsc::Sender<Msg>,
+    shared: &Arc<Shared>,
 ) -> Result<(), ConnError> {
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(8 * 1024);
@@ -118,26 +170,29 @@ async fn run(
     let Some(body) = read_frame(&mut rd, &mut buf, cfg.max_frame_bytes).await? else { return Ok(()) };
     let req = ConnectRequest::decode(&mut Reader::new(&body)).map_err(|e| ConnError::Decode("connect request", e))?;
     let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let queued = Arc::new(AtomicUsize::new(0));
-    let out = OutTx { tx: out_tx, queued_bytes: queued.clone() };
     let (tx, rx) = oneshot::channel();
-    core.send(Msg::Connect { conn, addr, req, out, reply: tx }).await.map_err(|_| ConnError::CoreGone)?;
-    let Some(resp) = rx.await.map_err(|_| ConnError::CoreGone)? else { return Ok(()) };
+    core.send(Msg::Connect { conn, addr, req, out: out_tx, reply: tx }).await.map_err(|_| ConnError::CoreGone)?;
     // The handshake answer goes out before anything the core queues for this session.
-    wr.write_all(&resp).await?;
-    // An expired or refused session: the answer has timeout 0; close after it.
-    if resp.len() >= 12 && resp[8..12] == [0, 0, 0, 0] {
-        let _ = wr.shutdown().await;
-        return Ok(());
+    match rx.await.map_err(|_| ConnError::CoreGone)? {
+        Handshake::Accepted(resp) => wr.write_all(&resp).await?,
+        Handshake::Refused(resp) => {
+            if let Some(resp) = resp {
+                wr.write_all(&resp).await?;
+            }
+            let _ = wr.shutdown().await;
+            return Ok(());
+        }
     }
-    let mut writer = tokio::spawn(writer(wr, out_rx, queued));
+    let mut writer = tokio::spawn(writer(wr, out_rx, shared.clone()));
 
     let reading = async {
         while let Some(body) = read_frame(&mut rd, &mut buf, cfg.max_frame_bytes).await? {
+            shared.touch();
             let mut r = Reader::new(&body);
             let hdr = RequestHeader::decode(&mut r).map_err(|e| ConnError::Decode("request header", e))?;
             let req = Request::decode(hdr.op, &mut r);
             let unknown = matches!(req, Err(corral_proto::DecodeError::UnknownOp(_)));
+            shared.in_flight.acquire().await.map_err(|_| ConnError::CoreGone)?.forget();
             core.send(Msg::Request { conn, xid: hdr.xid, op: hdr.op, req }).await.map_err(|_| ConnError::CoreGone)?;
             if unknown {
                 // The core answers and closes; read no further from this stream.
@@ -156,5 +211,10 @@ async fn run(
         }
         // The core closed the connection (session moved, expired or closed).
         _ = &mut writer => Ok(()),
+        // The core dropped the connection without flushing (a client not reading).
+        _ = shared.kill.notified() => {
+            writer.abort();
+            Ok(())
+        }
     }
 }

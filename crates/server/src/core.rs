@@ -11,6 +11,7 @@
 //! the storage crate. Nothing here claims a write is on disk.
 
 use crate::config::Config;
+use crate::conn::Shared;
 use crate::encode;
 use crate::fourlw;
 use corral_proto::request::Request;
@@ -21,7 +22,7 @@ use corral_proto::{
 use corral_tree::{acl, read, Caller, DataTree, Prep, Settings, Txn, TxnHeader, TxnResult, WatchEvent};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
@@ -36,12 +37,14 @@ pub enum Out {
     Close,
 }
 
-/// A connection's outbound queue and the bytes waiting in it.
-#[derive(Clone)]
-pub struct OutTx {
-    pub tx: mpsc::UnboundedSender<Out>,
-    /// Added to by the core, subtracted by the writer once written.
-    pub queued_bytes: Arc<AtomicUsize>,
+pub type OutTx = mpsc::UnboundedSender<Out>;
+
+/// The core's answer to a handshake.
+pub enum Handshake {
+    /// Write this ConnectResponse and serve the session.
+    Accepted(Vec<u8>),
+    /// Write this answer, if any, and close.
+    Refused(Option<Vec<u8>>),
 }
 
 /// A client that lets this much pile up unread (it stopped reading while watches fire,
@@ -50,13 +53,13 @@ pub const MAX_QUEUED_BYTES: usize = 64 << 20;
 
 /// Messages from connection tasks to the core.
 pub enum Msg {
-    /// A handshake. The answer is the ConnectResponse frame, or `None` to close silently.
+    /// A handshake.
     Connect {
         conn: ConnId,
         addr: SocketAddr,
         req: ConnectRequest,
         out: OutTx,
-        reply: oneshot::Sender<Option<Vec<u8>>>,
+        reply: oneshot::Sender<Handshake>,
     },
     /// A request after the handshake; a body that did not decode is answered with
     /// MarshallingError, as ZooKeeper does.
@@ -65,15 +68,19 @@ pub enum Msg {
     Closed { conn: ConnId },
     /// A four-letter word, answered with its text.
     FourLetter { cmd: String, reply: oneshot::Sender<String> },
-    /// A new TCP connection was accepted (for connection counts in 4lw output).
-    Opened { conn: ConnId, addr: SocketAddr },
+    /// A new TCP connection was accepted.
+    Opened { conn: ConnId, addr: SocketAddr, shared: Arc<Shared> },
 }
 
 pub(crate) struct Session {
     pub passwd: Vec<u8>,
     pub timeout_ms: i32,
     pub conn: Option<ConnId>,
-    pub ids: Vec<Id>,
+    /// Identities of the session's current connection: its address, then what it proved
+    /// with auth packets. Like ZooKeeper's, they belong to the connection; a client
+    /// re-sends its auth after reconnecting.
+    pub ids: Arc<Vec<Id>>,
+    /// When the session expires unless its connection is heard from again.
     pub expires_at: Instant,
 }
 
@@ -119,8 +126,11 @@ impl Latency {
 
 pub(crate) struct Conn {
     pub addr: SocketAddr,
+    /// The session this connection serves; `None` before the handshake and once the
+    /// connection is being closed (its later requests are dropped).
     pub session: Option<i64>,
     pub out: Option<OutTx>,
+    pub shared: Arc<Shared>,
     pub stats: ConnStats,
 }
 
@@ -186,9 +196,9 @@ impl Core {
 
     pub fn handle(&mut self, msg: Msg) {
         match msg {
-            Msg::Opened { conn, addr } => {
+            Msg::Opened { conn, addr, shared } => {
                 let stats = ConnStats { established_ms: now_ms(), last_op: "NA", last_cxid: -1, last_zxid: -1, ..Default::default() };
-                self.conns.insert(conn, Conn { addr, session: None, out: None, stats });
+                self.conns.insert(conn, Conn { addr, session: None, out: None, shared, stats });
             }
             Msg::Connect { conn, addr, req, out, reply } => {
                 let frame = self.connect(conn, addr, req, out);
@@ -233,22 +243,42 @@ impl Core {
         let Some(out) = &c.out else { return };
         c.stats.sent += 1;
         self.packets_sent += 1;
-        let queued = out.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
-        let _ = out.tx.send(Out::Frame(frame));
+        let queued = c.shared.queued_bytes.fetch_add(frame.len(), Ordering::Relaxed) + frame.len();
+        let _ = out.send(Out::Frame(frame));
         if queued > MAX_QUEUED_BYTES {
-            tracing::warn!(client = %c.addr, queued, "client is not reading its replies; closing the connection");
-            let _ = out.tx.send(Out::Close);
-            c.out = None;
+            tracing::warn!(client = %c.addr, queued, "client is not reading its replies; dropping the connection");
+            self.close_conn(conn, false);
         }
     }
 
-    fn close_conn(&mut self, conn: ConnId) {
-        if let Some(out) = self.conns.get(&conn).and_then(|c| c.out.as_ref()) {
-            let _ = out.tx.send(Out::Close);
+    /// Closes a connection: after what is queued (`flush`), or at once. Either way the
+    /// connection stops serving its session now, so requests it already sent are dropped.
+    fn close_conn(&mut self, conn: ConnId, flush: bool) {
+        self.detach(conn);
+        let Some(c) = self.conns.get_mut(&conn) else { return };
+        if let Some(out) = c.out.take() {
+            if flush {
+                let _ = out.send(Out::Close);
+            }
+        }
+        if !flush {
+            c.shared.kill.notify_one();
         }
     }
 
-    fn connect(&mut self, conn: ConnId, addr: SocketAddr, req: ConnectRequest, out: OutTx) -> Option<Vec<u8>> {
+    /// Separates a connection from its session. Watches belong to the connection, so they
+    /// go; the client re-registers them with setWatches when it reconnects.
+    fn detach(&mut self, conn: ConnId) {
+        let Some(id) = self.conns.get_mut(&conn).and_then(|c| c.session.take()) else { return };
+        if let Some(s) = self.sessions.get_mut(&id) {
+            if s.conn == Some(conn) {
+                s.conn = None;
+                self.tree.watches.remove_session(id);
+            }
+        }
+    }
+
+    fn connect(&mut self, conn: ConnId, addr: SocketAddr, req: ConnectRequest, out: OutTx) -> Handshake {
         self.packets_received += 1;
         if req.last_zxid_seen > self.tree.last_zxid() {
             // The client has seen a newer history than ours; it must go elsewhere.
@@ -258,30 +288,27 @@ impl Core {
                 our_zxid = format_args!("{:#x}", self.tree.last_zxid()),
                 "refusing connection from a client that has seen a newer zxid"
             );
-            return None;
+            return Handshake::Refused(None);
         }
         let timeout_ms = self.cfg.negotiate_timeout(req.timeout_ms);
         let read_only = req.read_only.map(|_| false);
         let expired = ConnectResponse { protocol_version: 0, timeout_ms: 0, session_id: 0, passwd: vec![0; 16], read_only };
         let session_id = if req.session_id != 0 {
-            let Some(s) = self.sessions.get_mut(&req.session_id) else {
-                return Some(frame_of(&expired));
+            let Some(s) = self.sessions.get(&req.session_id) else {
+                return Handshake::Refused(Some(frame_of(&expired)));
             };
             if s.passwd != req.passwd {
-                return Some(frame_of(&expired));
+                return Handshake::Refused(Some(frame_of(&expired)));
             }
             // A reconnect: the session moves to this connection; the old one is closed.
+            if let Some(old) = s.conn {
+                self.close_conn(old, true);
+            }
+            let s = self.sessions.get_mut(&req.session_id).expect("looked up above");
+            s.conn = Some(conn);
             s.timeout_ms = timeout_ms;
             s.expires_at = Instant::now() + Duration::from_millis(timeout_ms as u64);
-            if let Some(old) = s.conn.replace(conn) {
-                if old != conn {
-                    self.tree.watches.remove_session(req.session_id);
-                    if let Some(c) = self.conns.get_mut(&old) {
-                        c.session = None;
-                    }
-                    self.close_conn(old);
-                }
-            }
+            s.ids = Arc::new(vec![Id::new("ip", &addr.ip().to_string())]);
             req.session_id
         } else {
             let id = self.next_session;
@@ -293,7 +320,7 @@ impl Core {
                     passwd,
                     timeout_ms,
                     conn: Some(conn),
-                    ids: vec![Id::new("ip", &addr.ip().to_string())],
+                    ids: Arc::new(vec![Id::new("ip", &addr.ip().to_string())]),
                     expires_at: Instant::now() + Duration::from_millis(timeout_ms as u64),
                 },
             );
@@ -314,25 +341,29 @@ impl Core {
             c.stats.sent += 1;
         }
         self.packets_sent += 1;
-        Some(frame_of(&resp))
+        Handshake::Accepted(frame_of(&resp))
     }
 
     fn closed(&mut self, conn: ConnId) {
-        let Some(c) = self.conns.remove(&conn) else { return };
-        if let Some(id) = c.session {
-            if let Some(s) = self.sessions.get_mut(&id) {
-                if s.conn == Some(conn) {
-                    s.conn = None;
-                    // Watches belong to the connection; the client re-registers them
-                    // with setWatches when it reconnects.
-                    self.tree.watches.remove_session(id);
-                }
-            }
-        }
+        self.detach(conn);
+        self.conns.remove(&conn);
     }
 
     fn expire_sessions(&mut self, now: Instant) {
-        let expired: Vec<i64> = self.sessions.iter().filter(|(_, s)| s.expires_at <= now).map(|(id, _)| *id).collect();
+        let conns = &self.conns;
+        let expired: Vec<i64> = self
+            .sessions
+            .iter_mut()
+            .filter_map(|(id, s)| {
+                // A session lives while its connection is heard from, whether or not the
+                // core has handled what arrived yet.
+                if let Some(c) = s.conn.and_then(|c| conns.get(&c)) {
+                    let heard = c.shared.last_heard() + Duration::from_millis(s.timeout_ms as u64);
+                    s.expires_at = s.expires_at.max(heard);
+                }
+                (s.expires_at <= now).then_some(*id)
+            })
+            .collect();
         for id in expired {
             tracing::info!(session = format_args!("{id:#x}"), "session expired");
             self.end_session(id);
@@ -342,20 +373,15 @@ impl Core {
     /// Closes a session: one transaction removes its ephemeral nodes; its connection, if
     /// any, is closed after what is queued for it.
     fn end_session(&mut self, id: i64) {
-        self.commit(id, 0, &Txn::CloseSession);
-        if let Some(s) = self.sessions.remove(&id) {
-            self.tree.watches.remove_session(id);
-            if let Some(conn) = s.conn {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.session = None;
-                }
-                self.close_conn(conn);
-            }
+        if let Some(conn) = self.sessions.get(&id).and_then(|s| s.conn) {
+            self.close_conn(conn, true);
         }
+        self.commit(id, 0, &Txn::CloseSession);
+        self.sessions.remove(&id);
     }
 
     fn reap_containers(&mut self) {
-        let caller = Caller { session: 0, ids: vec![Id::new("super", "")] };
+        let caller = Caller { session: 0, ids: Arc::new(vec![Id::new("super", "")]) };
         for p in self.tree.expired_containers(now_ms()) {
             let txn = Prep::new(&self.tree, &caller, self.settings()).delete_container(&p);
             if let Some(txn) = txn {
@@ -372,7 +398,9 @@ impl Core {
     fn request(&mut self, conn: ConnId, xid: i32, op: i32, req: Result<Request, DecodeError>) {
         let started = Instant::now();
         self.packets_received += 1;
-        let Some(session) = self.conns.get(&conn).and_then(|c| c.session) else { return };
+        let Some(c) = self.conns.get(&conn) else { return };
+        c.shared.in_flight.add_permits(1);
+        let Some(session) = c.session else { return };
         let Some(s) = self.sessions.get_mut(&session) else { return };
         s.expires_at = started + Duration::from_millis(s.timeout_ms as u64);
         let caller = Caller { session, ids: s.ids.clone() };
@@ -403,7 +431,7 @@ impl Core {
                     (encode::error(xid, last, err), false)
                 }
             }
-            Ok(req) => self.dispatch(&caller, conn, xid, req),
+            Ok(req) => self.dispatch(&caller, xid, req),
         };
         let zxid = i64::from_be_bytes(frame[8..16].try_into().expect("reply header"));
         if let Some(c) = self.conns.get_mut(&conn) {
@@ -411,7 +439,7 @@ impl Core {
         }
         self.send(conn, frame);
         if close {
-            self.close_conn(conn);
+            self.close_conn(conn, true);
         }
         let ms = started.elapsed().as_millis() as u64;
         self.latency.record(ms);
@@ -421,7 +449,7 @@ impl Core {
     }
 
     /// Answers one decoded request: the reply frame, and whether to close afterwards.
-    fn dispatch(&mut self, caller: &Caller, conn: ConnId, xid: i32, req: Request) -> (Vec<u8>, bool) {
+    fn dispatch(&mut self, caller: &Caller, xid: i32, req: Request) -> (Vec<u8>, bool) {
         let last = self.tree.last_zxid();
         let session = caller.session;
         let ok = ErrorCode::Ok;
@@ -432,9 +460,10 @@ impl Core {
                 match acl::authenticate(scheme, auth, self.cfg.super_digest.as_deref()) {
                     Ok(ids) => {
                         if let Some(s) = self.sessions.get_mut(&session) {
+                            let mine = Arc::make_mut(&mut s.ids);
                             for id in ids {
-                                if !s.ids.contains(&id) {
-                                    s.ids.push(id);
+                                if !mine.contains(&id) {
+                                    mine.push(id);
                                 }
                             }
                         }
@@ -453,15 +482,10 @@ impl Core {
                 (encode::error(xid, last, ok), false)
             }
             Request::CloseSession => {
-                self.commit(session, xid, &Txn::CloseSession);
-                if let Some(s) = self.sessions.remove(&session) {
-                    debug_assert_eq!(s.conn, Some(conn));
-                }
+                let (_, zxid) = self.commit(session, xid, &Txn::CloseSession);
+                self.sessions.remove(&session);
                 self.tree.watches.remove_session(session);
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.session = None;
-                }
-                (encode::error(xid, self.tree.last_zxid(), ok), true)
+                (encode::error(xid, zxid, ok), true)
             }
             Request::Create { .. }
             | Request::Delete { .. }

@@ -17,7 +17,7 @@ mod encode;
 mod fourlw;
 
 use crate::config::Config;
-use crate::core::{Core, Msg};
+use crate::core::Core;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -59,6 +59,7 @@ impl Server {
     pub async fn run(self) {
         let (tx, rx) = mpsc::channel(CORE_QUEUE);
         tokio::spawn(Core::new(self.cfg.clone()).run(rx));
+        let base = std::time::Instant::now();
         let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
         let mut next_conn = 1u64;
         loop {
@@ -86,7 +87,7 @@ impl Server {
             next_conn += 1;
             let (cfg, core, per_ip) = (self.cfg.clone(), tx.clone(), per_ip.clone());
             tokio::spawn(async move {
-                conn::serve(stream, addr, conn, cfg, core).await;
+                conn::serve(stream, addr, conn, base, cfg, core).await;
                 let mut m = per_ip.lock().unwrap();
                 if let Some(n) = m.get_mut(&addr.ip()) {
                     *n -= 1;
@@ -97,11 +98,4 @@ impl Server {
             });
         }
     }
-}
-
-// Keep the message type reachable for embedders and tests.
-pub use crate::core::Msg as CoreMsg;
-#[allow(dead_code)]
-fn _assert_send(m: Msg) -> impl Send {
-    m
 }

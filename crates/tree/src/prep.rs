@@ -18,7 +18,8 @@ use std::sync::Arc;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub session: SessionId,
-    pub ids: Vec<Id>,
+    /// Shared with the session, so building a caller per request copies nothing.
+    pub ids: Arc<Vec<Id>>,
 }
 
 /// Server settings that change what a request may do.

@@ -11,7 +11,7 @@ struct Harness {
 }
 
 fn caller(session: i64) -> Caller {
-    Caller { session, ids: vec![Id::new("ip", "127.0.0.1")] }
+    Caller { session, ids: std::sync::Arc::new(vec![Id::new("ip", "127.0.0.1")]) }
 }
 
 fn create_req(path: &str, flags: i32) -> CreateRequest {

@@ -600,7 +600,7 @@ pub fn body_create_acl(path: &str, data: &[u8], acl: &[corral_proto::Acl], flags
     let mut w = Writer::new();
     let req = corral_proto::request::CreateRequest {
         path: path.to_string(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl: acl.to_vec(),
         flags,
         ttl: 0,
@@ -613,7 +613,7 @@ pub fn body_create_ttl(path: &str, data: &[u8], flags: i32, ttl: i64) -> Vec<u8>
     let mut w = Writer::new();
     let req = corral_proto::request::CreateRequest {
         path: path.to_string(),
-        data: data.to_vec(),
+        data: Some(data.to_vec()),
         acl: corral_proto::Acl::open_unsafe(),
         flags,
         ttl,
