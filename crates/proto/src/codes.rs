@@ -256,29 +256,6 @@ impl Perms {
     pub const ALL: i32 = 31;
 }
 
-/// Watch kinds named by checkWatches / removeWatches (`Watcher.WatcherType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WatcherType {
-    Children = 1,
-    Data = 2,
-    Any = 3,
-    Persistent = 4,
-    PersistentRecursive = 5,
-}
-
-impl WatcherType {
-    pub fn from_i32(v: i32) -> Option<WatcherType> {
-        Some(match v {
-            1 => WatcherType::Children,
-            2 => WatcherType::Data,
-            3 => WatcherType::Any,
-            4 => WatcherType::Persistent,
-            5 => WatcherType::PersistentRecursive,
-            _ => return None,
-        })
-    }
-}
-
 /// Modes of addWatch (`AddWatchMode`).
 pub const ADD_WATCH_PERSISTENT: i32 = 0;
 pub const ADD_WATCH_PERSISTENT_RECURSIVE: i32 = 1;

@@ -122,7 +122,8 @@ impl<'a> Reader<'a> {
         if n > self.buf.len() {
             return Err(DecodeError::InvalidLength(n as i32));
         }
-        let mut v = Vec::with_capacity(n);
+        // Capacity grows with what actually decodes; a count alone reserves little.
+        let mut v = Vec::with_capacity(n.min(64));
         for _ in 0..n {
             v.push(elem(self)?);
         }

@@ -154,19 +154,6 @@ impl Request {
             }
         })
     }
-
-    /// Whether this request changes the tree (and so becomes a transaction).
-    pub fn is_write(&self) -> bool {
-        matches!(
-            self,
-            Request::Create { .. }
-                | Request::Delete { .. }
-                | Request::SetData { .. }
-                | Request::SetAcl { .. }
-                | Request::Multi(_)
-                | Request::CloseSession
-        )
-    }
 }
 
 fn decode_multi(r: &mut Reader) -> Result<Vec<MultiOp>, DecodeError> {

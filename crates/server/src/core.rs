@@ -217,7 +217,7 @@ impl Core {
     }
 
     /// Applies a transaction and delivers its watch events; returns the result and zxid.
-    fn commit(&mut self, session: i64, cxid: i32, txn: &Txn) -> (TxnResult, i64) {
+    fn commit(&mut self, session: i64, cxid: i32, txn: Txn) -> (TxnResult, i64) {
         let hdr = TxnHeader { session, cxid, zxid: self.next_zxid(), time_ms: now_ms() };
         let mut events = Vec::new();
         let result = self.tree.apply(&hdr, txn, &mut events);
@@ -324,7 +324,7 @@ impl Core {
                     expires_at: Instant::now() + Duration::from_millis(timeout_ms as u64),
                 },
             );
-            self.commit(id, 0, &Txn::CreateSession { timeout_ms });
+            self.commit(id, 0, Txn::CreateSession { timeout_ms });
             id
         };
         let s = &self.sessions[&session_id];
@@ -376,7 +376,7 @@ impl Core {
         if let Some(conn) = self.sessions.get(&id).and_then(|s| s.conn) {
             self.close_conn(conn, true);
         }
-        self.commit(id, 0, &Txn::CloseSession);
+        self.commit(id, 0, Txn::CloseSession);
         self.sessions.remove(&id);
     }
 
@@ -386,7 +386,7 @@ impl Core {
             let txn = Prep::new(&self.tree, &caller, self.settings()).delete_container(&p);
             if let Some(txn) = txn {
                 tracing::debug!(path = %p, "deleting empty container or expired TTL node");
-                self.commit(0, 0, &txn);
+                self.commit(0, 0, txn);
             }
         }
     }
@@ -425,7 +425,7 @@ impl Core {
                 if is_txn_op(op) {
                     // ZooKeeper turns a write it cannot decode into an error transaction,
                     // which takes a zxid like any other.
-                    let (_, zxid) = self.commit(session, xid, &Txn::Error(err));
+                    let (_, zxid) = self.commit(session, xid, Txn::Error(err));
                     (encode::error(xid, zxid, err), false)
                 } else {
                     (encode::error(xid, last, err), false)
@@ -482,7 +482,7 @@ impl Core {
                 (encode::error(xid, last, ok), false)
             }
             Request::CloseSession => {
-                let (_, zxid) = self.commit(session, xid, &Txn::CloseSession);
+                let (_, zxid) = self.commit(session, xid, Txn::CloseSession);
                 self.sessions.remove(&session);
                 self.tree.watches.remove_session(session);
                 (encode::error(xid, zxid, ok), true)
@@ -506,7 +506,7 @@ impl Core {
                     };
                     r.unwrap_or_else(Txn::Error)
                 };
-                let (result, zxid) = self.commit(session, xid, &txn);
+                let (result, zxid) = self.commit(session, xid, txn);
                 let frame = match &result {
                     TxnResult::Error(e) => encode::error(xid, zxid, *e),
                     r => encode::reply(xid, zxid, ok, |w| encode::write_body(w, &req, r)),
@@ -590,7 +590,7 @@ impl Core {
             Request::Reconfig => {
                 // A write in ZooKeeper's pipeline: the refusal is an error transaction.
                 let err = if self.cfg.reconfig_enabled { ErrorCode::Unimplemented } else { ErrorCode::ReconfigDisabled };
-                let (_, zxid) = self.commit(session, xid, &Txn::Error(err));
+                let (_, zxid) = self.commit(session, xid, Txn::Error(err));
                 (encode::error(xid, zxid, err), false)
             }
             Request::Sasl => (encode::error(xid, last, ErrorCode::Unimplemented), false),

@@ -6,7 +6,7 @@
 //! authenticates as the configured super digest also holds `super:`, which passes every check.
 
 use base64::Engine;
-use corral_proto::{Acl, ErrorCode, Id, Perms};
+use corral_proto::{Acl, ErrorCode, Id};
 use sha1::{Digest, Sha1};
 use std::net::IpAddr;
 
@@ -37,6 +37,15 @@ pub fn authenticate(scheme: &str, auth: &[u8], super_digest: Option<&str>) -> Re
             Ok(ids)
         }
         _ => Err(ErrorCode::AuthFailed),
+    }
+}
+
+/// [`check`] as a result: `NoAuth` when refused.
+pub fn allow(acl: &[Acl], perm: i32, ids: &[Id]) -> Result<(), ErrorCode> {
+    if check(acl, perm, ids) {
+        Ok(())
+    } else {
+        Err(ErrorCode::NoAuth)
     }
 }
 
@@ -89,6 +98,12 @@ fn ip_matches(caller: &str, acl_id: &str) -> bool {
     }
 }
 
+/// A digest ACL id is `user:hash`: exactly two parts around one colon, where, as with
+/// Java's `String.split`, an empty hash does not count as a part.
+fn valid_digest_id(id: &str) -> bool {
+    matches!(id.split_once(':'), Some((_, hash)) if !hash.is_empty() && !hash.contains(':'))
+}
+
 /// Checks and expands an ACL list given at create or setACL time (ZooKeeper's
 /// `fixupACL`): empty lists, unknown schemes, malformed ids and an `auth` entry from a
 /// caller with no authenticated identity are `InvalidACL`.
@@ -110,7 +125,7 @@ pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
                     return Err(ErrorCode::InvalidAcl);
                 }
             }
-            "digest" if a.id.id.split(':').count() == 2 => out.push(a.clone()),
+            "digest" if valid_digest_id(&a.id.id) => out.push(a.clone()),
             "ip" if parse_ip_acl(&a.id.id).is_some() => out.push(a.clone()),
             _ => return Err(ErrorCode::InvalidAcl),
         }
@@ -128,11 +143,10 @@ pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
     Ok(out)
 }
 
-pub const ALL: i32 = Perms::ALL;
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use corral_proto::Perms;
 
     #[test]
     fn digest_matches_zookeeper() {
@@ -165,6 +179,9 @@ mod tests {
         assert_eq!(fixup(&[Acl::new(31, "foo", "x")], &ip), Err(ErrorCode::InvalidAcl));
         assert_eq!(fixup(&[Acl::new(31, "ip", "300.1.1.1")], &ip), Err(ErrorCode::InvalidAcl));
         assert_eq!(fixup(&[Acl::new(31, "digest", "nocolon")], &ip), Err(ErrorCode::InvalidAcl));
+        assert_eq!(fixup(&[Acl::new(31, "digest", "user:")], &ip), Err(ErrorCode::InvalidAcl));
+        assert_eq!(fixup(&[Acl::new(31, "digest", "a:b:c")], &ip), Err(ErrorCode::InvalidAcl));
+        assert!(fixup(&[Acl::new(31, "digest", ":x")], &ip).is_ok());
         let bob = Id::new("digest", &digest("bob:pw"));
         let ids = vec![ip[0].clone(), bob.clone()];
         assert_eq!(fixup(&[Acl::new(31, "auth", "")], &ids).unwrap(), vec![Acl { perms: 31, id: bob }]);

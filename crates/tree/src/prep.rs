@@ -83,11 +83,7 @@ impl<'a> Prep<'a> {
     }
 
     fn allow(&self, rec: &Rec, perm: i32) -> R<()> {
-        if acl::check(&rec.acl, perm, &self.caller.ids) {
-            Ok(())
-        } else {
-            Err(ErrorCode::NoAuth)
-        }
+        acl::allow(&rec.acl, perm, &self.caller.ids)
     }
 
     pub fn create(&mut self, op: OpCode, req: &CreateRequest) -> R<CreateTxn> {
@@ -162,8 +158,8 @@ impl<'a> Prep<'a> {
         }
         let parent_path = if slash == 0 { "/" } else { &p[..slash] };
         let parent = self.rec(parent_path)?;
-        let node = self.rec(p)?;
         self.allow(&parent, Perms::DELETE)?;
+        let node = self.rec(p)?;
         next_version(node.version, version)?;
         if node.num_children > 0 {
             return Err(ErrorCode::NotEmpty);
@@ -199,9 +195,7 @@ impl<'a> Prep<'a> {
         valid(p)?;
         let node = self.rec(p)?;
         self.allow(&node, Perms::READ)?;
-        if version != -1 && version != node.version {
-            return Err(ErrorCode::BadVersion);
-        }
+        next_version(node.version, version)?;
         Ok(Txn::Check { path: p.to_string() })
     }
 

@@ -5,17 +5,11 @@ use crate::prep::Caller;
 use crate::tree::DataTree;
 use crate::watch::{Kind, WatchEvent};
 use corral_proto::request::{ReadOp, SetWatches};
-use corral_proto::{Acl, ErrorCode, EventType, Id, Perms, Stat};
+use corral_proto::{Acl, ErrorCode, EventType, Perms, Stat};
 
 type R<T> = Result<T, ErrorCode>;
 
-fn allow(acl: &[Acl], perm: i32, ids: &[Id]) -> R<()> {
-    if acl::check(acl, perm, ids) {
-        Ok(())
-    } else {
-        Err(ErrorCode::NoAuth)
-    }
-}
+use crate::acl::allow;
 
 /// exists: no permission needed. With `watch`, a data watch is left whether or not the
 /// node exists (that is how a client waits for a node to appear).
@@ -72,8 +66,8 @@ pub fn all_children_number(tree: &DataTree, c: &Caller, path: &str) -> R<i32> {
 
 /// The caller's own ephemeral nodes whose path starts with `prefix` (all for `/` or "").
 pub fn ephemerals(tree: &DataTree, c: &Caller, prefix: &str) -> Vec<String> {
-    let prefix = prefix.trim();
-    let all = prefix.is_empty() || prefix == "/";
+    let trimmed = prefix.trim();
+    let all = trimmed.is_empty() || trimmed == "/";
     tree.ephemerals_of(c.session).filter(|p| all || p.starts_with(prefix)).cloned().collect()
 }
 

@@ -27,7 +27,7 @@ impl Harness {
         self.zxid += 1;
         let hdr = TxnHeader { session, cxid: 0, zxid: self.zxid, time_ms: 1000 + self.zxid };
         let mut ev = vec![];
-        let r = self.tree.apply(&hdr, &txn, &mut ev);
+        let r = self.tree.apply(&hdr, txn, &mut ev);
         (r, ev)
     }
 

@@ -124,6 +124,9 @@ pub struct DataTree {
     sessions: BTreeMap<SessionId, i32>,
     pub watches: Watches,
     acl_cache: HashMap<Vec<Acl>, Arc<[Acl]>>,
+    /// Cache size at which unused ACLs are next purged; doubling it after each purge keeps
+    /// the cost amortised constant however many distinct ACLs are in use.
+    acl_purge_at: usize,
     last_zxid: i64,
     data_bytes: u64,
 }
@@ -145,6 +148,7 @@ impl DataTree {
             sessions: BTreeMap::new(),
             watches: Watches::default(),
             acl_cache: HashMap::new(),
+            acl_purge_at: 1024,
             last_zxid: 0,
             data_bytes: 0,
         };
@@ -168,9 +172,10 @@ impl DataTree {
         if let Some(a) = self.acl_cache.get(acl) {
             return a.clone();
         }
-        if self.acl_cache.len() > 4096 {
-            // Forget ACLs no node uses any more, so the cache stays bounded.
+        if self.acl_cache.len() >= self.acl_purge_at {
+            // Forget ACLs no node uses any more.
             self.acl_cache.retain(|_, a| Arc::strong_count(a) > 1);
+            self.acl_purge_at = (self.acl_cache.len() * 2).max(1024);
         }
         let a: Arc<[Acl]> = acl.into();
         self.acl_cache.insert(acl.to_vec(), a.clone());
@@ -241,8 +246,9 @@ impl DataTree {
         empty_container.chain(expired_ttl).cloned().collect()
     }
 
-    /// Applies a transaction, appending the watch events it fires to `events`.
-    pub fn apply(&mut self, hdr: &TxnHeader, txn: &Txn, events: &mut Vec<WatchEvent>) -> TxnResult {
+    /// Applies a transaction, appending the watch events it fires to `events`. The
+    /// transaction is consumed: its data moves into the tree without a copy.
+    pub fn apply(&mut self, hdr: &TxnHeader, txn: Txn, events: &mut Vec<WatchEvent>) -> TxnResult {
         assert!(
             hdr.zxid >= self.last_zxid,
             "zxid went backwards: {:#x} after {:#x}",
@@ -253,10 +259,10 @@ impl DataTree {
         self.apply_one(hdr, txn, events)
     }
 
-    fn apply_one(&mut self, hdr: &TxnHeader, txn: &Txn, events: &mut Vec<WatchEvent>) -> TxnResult {
+    fn apply_one(&mut self, hdr: &TxnHeader, txn: Txn, events: &mut Vec<WatchEvent>) -> TxnResult {
         match txn {
             Txn::CreateSession { timeout_ms } => {
-                self.sessions.insert(hdr.session, *timeout_ms);
+                self.sessions.insert(hdr.session, timeout_ms);
                 TxnResult::Session
             }
             Txn::CloseSession => {
@@ -270,10 +276,10 @@ impl DataTree {
                 TxnResult::Session
             }
             Txn::Create(c) => match self.create(c, hdr, events) {
-                Ok(stat) => TxnResult::Create { path: c.path.clone(), stat },
+                Ok((path, stat)) => TxnResult::Create { path, stat },
                 Err(e) => TxnResult::Error(e),
             },
-            Txn::Delete { path } => match self.delete(path, hdr.zxid, events) {
+            Txn::Delete { path } => match self.delete(&path, hdr.zxid, events) {
                 Ok(()) => TxnResult::Delete,
                 Err(e) => TxnResult::Error(e),
             },
@@ -282,32 +288,32 @@ impl DataTree {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
                 self.data_bytes = self.data_bytes - n.data_len() as u64 + data.as_ref().map_or(0, Vec::len) as u64;
-                n.data = data.clone();
-                n.stat.version = *version;
+                n.data = data;
+                n.stat.version = version;
                 n.stat.mzxid = hdr.zxid;
                 n.stat.mtime = hdr.time_ms;
                 let stat = n.stat();
-                self.watches.data_changed(path, events);
+                self.watches.data_changed(&path, events);
                 TxnResult::SetData { stat }
             }
             Txn::SetAcl { path, acl, version } => {
-                let acl = self.intern_acl(acl);
+                let acl = self.intern_acl(&acl);
                 let Some(n) = self.nodes.get_mut(path.as_str()) else {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
                 n.acl = acl;
-                n.stat.aversion = *version;
+                n.stat.aversion = version;
                 TxnResult::SetAcl { stat: n.stat() }
             }
             Txn::Check { .. } => TxnResult::Check,
             Txn::Multi(txns) => {
-                TxnResult::Multi(txns.iter().map(|t| self.apply_one(hdr, t, events)).collect())
+                TxnResult::Multi(txns.into_iter().map(|t| self.apply_one(hdr, t, events)).collect())
             }
-            Txn::Error(e) => TxnResult::Error(*e),
+            Txn::Error(e) => TxnResult::Error(e),
         }
     }
 
-    fn create(&mut self, c: &CreateTxn, hdr: &TxnHeader, events: &mut Vec<WatchEvent>) -> Result<Stat, ErrorCode> {
+    fn create(&mut self, c: CreateTxn, hdr: &TxnHeader, events: &mut Vec<WatchEvent>) -> Result<(String, Stat), ErrorCode> {
         let parent_path = path::parent(&c.path).ok_or(ErrorCode::NodeExists)?;
         if self.nodes.contains_key(c.path.as_str()) {
             return Err(ErrorCode::NodeExists);
@@ -331,12 +337,12 @@ impl DataTree {
                 aversion: 0,
                 ephemeral_owner: c.ephemeral_owner,
             },
-            data: c.data.clone(),
+            data: c.data,
             acl,
             children: BTreeSet::new(),
         };
         let stat = node.stat();
-        self.data_bytes += (c.path.len() + c.data.as_ref().map_or(0, Vec::len)) as u64;
+        self.data_bytes += (c.path.len() + node.data_len()) as u64;
         self.nodes.insert(c.path.as_str().into(), node);
         match EphemeralType::of(c.ephemeral_owner) {
             EphemeralType::Session(s) => {
@@ -351,7 +357,7 @@ impl DataTree {
             EphemeralType::Persistent => {}
         }
         self.watches.node_created(&c.path, parent_path, events);
-        Ok(stat)
+        Ok((c.path, stat))
     }
 
     fn delete(&mut self, p: &str, zxid: i64, events: &mut Vec<WatchEvent>) -> Result<(), ErrorCode> {

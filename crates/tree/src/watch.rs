@@ -57,12 +57,20 @@ impl Table {
         had
     }
 
-    /// The sessions watching `path` itself; one-shot bits are consumed.
-    fn fire_exact(&mut self, path: &str, out: &mut Vec<SessionId>) {
+    fn contains(&self, path: &str, session: SessionId) -> bool {
+        self.by_path.get(path).is_some_and(|m| m.contains_key(&session))
+    }
+
+    /// The sessions watching `path` itself; one-shot bits are consumed, and sessions
+    /// left with no registration here are added to `gone`.
+    fn fire_exact(&mut self, path: &str, out: &mut Vec<SessionId>, gone: &mut Vec<SessionId>) {
         let Some(m) = self.by_path.get_mut(path) else { return };
         m.retain(|s, bits| {
             out.push(*s);
             *bits &= !ONE_SHOT;
+            if *bits == 0 {
+                gone.push(*s);
+            }
             *bits != 0
         });
         if m.is_empty() {
@@ -90,6 +98,9 @@ pub struct Watches {
     child: Table,
     /// How many recursive registrations exist; when none, a change skips the ancestor walk.
     recursive: usize,
+    /// The paths each session may watch (a superset: entries are dropped lazily), so that
+    /// dropping a session's watches costs its own watches, not every watch on the server.
+    by_session: HashMap<SessionId, HashSet<String>>,
 }
 
 /// Which table(s) a removeWatches / checkWatches request names.
@@ -103,12 +114,34 @@ pub enum Kind {
 }
 
 impl Watches {
+    fn index(&mut self, path: &str, session: SessionId) {
+        let paths = self.by_session.entry(session).or_default();
+        if !paths.contains(path) {
+            paths.insert(path.to_string());
+        }
+    }
+
+    /// Drops `path` from the session's index once neither table holds it.
+    fn unindex_if_gone(&mut self, path: &str, session: SessionId) {
+        if self.data.contains(path, session) || self.child.contains(path, session) {
+            return;
+        }
+        if let Some(paths) = self.by_session.get_mut(&session) {
+            paths.remove(path);
+            if paths.is_empty() {
+                self.by_session.remove(&session);
+            }
+        }
+    }
+
     pub fn add_data(&mut self, path: &str, session: SessionId) {
         self.data.add(path, session, ONE_SHOT);
+        self.index(path, session);
     }
 
     pub fn add_child(&mut self, path: &str, session: SessionId) {
         self.child.add(path, session, ONE_SHOT);
+        self.index(path, session);
     }
 
     /// addWatch: a persistent watch sits in both tables; a recursive one in the data
@@ -123,6 +156,7 @@ impl Watches {
             self.data.add(path, session, PERSISTENT);
             self.child.add(path, session, PERSISTENT);
         }
+        self.index(path, session);
     }
 
     /// Fires the watches of one change. `suppress` holds sessions already told of this
@@ -136,13 +170,17 @@ impl Watches {
         out: &mut Vec<WatchEvent>,
     ) {
         let mut sessions = Vec::new();
+        let mut gone = Vec::new();
         if child_table {
-            self.child.fire_exact(path, &mut sessions);
+            self.child.fire_exact(path, &mut sessions, &mut gone);
         } else {
-            self.data.fire_exact(path, &mut sessions);
+            self.data.fire_exact(path, &mut sessions, &mut gone);
             if self.recursive > 0 {
                 self.data.fire_recursive_ancestors(path, &mut sessions);
             }
+        }
+        for s in gone {
+            self.unindex_if_gone(path, s);
         }
         for s in sessions {
             if told.insert(s) {
@@ -194,25 +232,21 @@ impl Watches {
         if had_recursive && !self.data.has(path, session, RECURSIVE) {
             self.recursive -= 1;
         }
+        self.unindex_if_gone(path, session);
         any
     }
 
     /// Drops every watch of a session (its connection closed; the client re-registers
     /// them with setWatches when it reconnects).
     pub fn remove_session(&mut self, session: SessionId) {
-        for table in [&mut self.data, &mut self.child] {
-            table.by_path.retain(|_, m| {
-                m.remove(&session);
-                !m.is_empty()
-            });
+        let Some(paths) = self.by_session.remove(&session) else { return };
+        for p in &paths {
+            if self.data.has(p, session, RECURSIVE) {
+                self.recursive -= 1;
+            }
+            self.data.remove(p, session, u8::MAX);
+            self.child.remove(p, session, u8::MAX);
         }
-        self.recursive = self
-            .data
-            .by_path
-            .values()
-            .flat_map(|m| m.values())
-            .filter(|b| **b & RECURSIVE != 0)
-            .count();
     }
 
     /// Number of registrations (a path watched by a session in both tables counts twice).
@@ -288,6 +322,25 @@ mod tests {
     }
 
     #[test]
+    fn session_index_follows_registrations() {
+        let mut w = Watches::default();
+        w.add_data("/a", 1);
+        w.add_child("/a", 1);
+        w.add_persistent("/p", 1, true);
+        w.add_data("/a", 2);
+        let mut out = vec![];
+        w.data_changed("/a", &mut out);
+        // Session 1 still has its child watch on /a, session 2 nothing.
+        assert_eq!(w.by_session.get(&1).map(|p| p.len()), Some(2));
+        assert!(!w.by_session.contains_key(&2));
+        w.remove_session(1);
+        assert_eq!((w.count(), w.recursive), (0, 0));
+        out.clear();
+        w.node_created("/p/x", "/p", &mut out);
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn one_shot_fires_once() {
         let mut w = Watches::default();
         w.add_data("/a", 1);
@@ -354,5 +407,6 @@ mod tests {
         w.remove_session(1);
         assert_eq!(w.count(), 0);
         assert_eq!(w.recursive, 0);
+        assert!(w.by_session.is_empty());
     }
 }
