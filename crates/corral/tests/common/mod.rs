@@ -457,6 +457,11 @@ const RAW_READ_TIMEOUT: Duration = Duration::from_secs(10);
 impl RawConn {
     pub async fn connect(addr: &str) -> RawConn {
         let stream = tokio::net::TcpStream::connect(addr).await.expect("tcp connect");
+        Self::from_stream(stream)
+    }
+
+    /// Wraps a stream connected by the caller (from a chosen local address, say).
+    pub fn from_stream(stream: tokio::net::TcpStream) -> RawConn {
         stream.set_nodelay(true).ok();
         RawConn { stream, next_xid: 1, pending_events: Vec::new() }
     }
