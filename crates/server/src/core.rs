@@ -317,14 +317,14 @@ impl Core {
             self.sessions.insert(
                 id,
                 Session {
-                    passwd,
+                    passwd: passwd.clone(),
                     timeout_ms,
                     conn: Some(conn),
                     ids: Arc::new(vec![Id::new("ip", &addr.ip().to_string())]),
                     expires_at: Instant::now() + Duration::from_millis(timeout_ms as u64),
                 },
             );
-            self.commit(id, 0, Txn::CreateSession { timeout_ms });
+            self.commit(id, 0, Txn::CreateSession { timeout_ms, passwd });
             id
         };
         let s = &self.sessions[&session_id];

@@ -22,7 +22,8 @@ pub mod watch;
 
 pub use prep::{Caller, Prep, Settings};
 pub use tree::{DataTree, EphemeralType, Node};
-pub use txn::{CreateTxn, Txn, TxnHeader, TxnResult};
+pub use tree::SessionInfo;
+pub use txn::{decode_entry, encode_entry, CreateTxn, Txn, TxnHeader, TxnResult};
 pub use watch::{SessionId, WatchEvent};
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ fn multi_is_all_or_nothing_with_zookeeper_results() {
 #[test]
 fn close_session_removes_ephemerals_and_fires_watches() {
     let mut h = Harness::new();
-    h.commit(7, Txn::CreateSession { timeout_ms: 4000 });
+    h.commit(7, Txn::CreateSession { timeout_ms: 4000, passwd: vec![1; 16] });
     h.create(7, "/e1", 1).unwrap();
     h.create(7, "/e2", 1).unwrap();
     assert_eq!(h.tree.ephemeral_count(), 2);

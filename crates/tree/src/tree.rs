@@ -101,6 +101,13 @@ impl Node {
     }
 }
 
+/// What the tree keeps of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    pub timeout_ms: i32,
+    pub passwd: Vec<u8>,
+}
+
 /// Paths of ZooKeeper's own subtree.
 pub const ZOOKEEPER: &str = "/zookeeper";
 pub const QUOTA: &str = "/zookeeper/quota";
@@ -120,8 +127,8 @@ pub struct DataTree {
     /// Containers and TTL nodes, the candidates for the periodic cleanup.
     containers: BTreeSet<String>,
     ttls: BTreeSet<String>,
-    /// Live sessions and their negotiated timeouts.
-    sessions: BTreeMap<SessionId, i32>,
+    /// Live sessions: part of the durable state, so a restarted server knows them.
+    sessions: BTreeMap<SessionId, SessionInfo>,
     pub watches: Watches,
     acl_cache: HashMap<Vec<Acl>, Arc<[Acl]>>,
     /// Cache size at which unused ACLs are next purged; doubling it after each purge keeps
@@ -200,7 +207,7 @@ impl DataTree {
         self.last_zxid
     }
 
-    pub fn sessions(&self) -> &BTreeMap<SessionId, i32> {
+    pub fn sessions(&self) -> &BTreeMap<SessionId, SessionInfo> {
         &self.sessions
     }
 
@@ -261,8 +268,8 @@ impl DataTree {
 
     fn apply_one(&mut self, hdr: &TxnHeader, txn: Txn, events: &mut Vec<WatchEvent>) -> TxnResult {
         match txn {
-            Txn::CreateSession { timeout_ms } => {
-                self.sessions.insert(hdr.session, timeout_ms);
+            Txn::CreateSession { timeout_ms, passwd } => {
+                self.sessions.insert(hdr.session, SessionInfo { timeout_ms, passwd });
                 TxnResult::Session
             }
             Txn::CloseSession => {
