@@ -1,5 +1,7 @@
 //! The znode tree and how transactions change it.
 
+mod snapshot;
+
 use crate::path;
 use crate::txn::{CreateTxn, Txn, TxnHeader, TxnResult};
 use crate::watch::{SessionId, WatchEvent, Watches};
@@ -145,9 +147,9 @@ impl Default for DataTree {
 }
 
 impl DataTree {
-    /// A fresh tree: `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`.
-    pub fn new() -> DataTree {
-        let mut t = DataTree {
+    /// A tree with no nodes at all, for a snapshot to fill.
+    fn empty() -> DataTree {
+        DataTree {
             nodes: HashMap::new(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
@@ -158,7 +160,12 @@ impl DataTree {
             acl_purge_at: 1024,
             last_zxid: 0,
             data_bytes: 0,
-        };
+        }
+    }
+
+    /// A fresh tree: `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`.
+    pub fn new() -> DataTree {
+        let mut t = DataTree::empty();
         let open = t.intern_acl(&Acl::open_unsafe());
         let read = t.intern_acl(&Acl::read_unsafe());
         for (p, acl) in [("/", &open), (ZOOKEEPER, &open), (QUOTA, &open), (CONFIG, &read)] {
@@ -168,6 +175,7 @@ impl DataTree {
                 p.into(),
                 Node { stat, data: Some(Vec::new()), acl: acl.clone(), children: BTreeSet::new() },
             );
+            t.data_bytes += p.len() as u64;
             if let Some(parent) = path::parent(p) {
                 t.nodes.get_mut(parent).unwrap().children.insert(path::name(p).into());
             }

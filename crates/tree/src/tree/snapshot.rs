@@ -1,0 +1,234 @@
+//! The tree as bytes (a snapshot's body) and as one number (a digest).
+//!
+//! A snapshot body lists the sessions, the distinct ACLs, then every node, parents before
+//! children, with its stored stat (the create counter as cversion, the raw owner value),
+//! its data (null kept) and the index of its ACL. Indexes (children, ephemerals,
+//! containers, TTLs, data size) are rebuilt on reading, so they cannot disagree with the
+//! nodes. Framing and checksums belong to the storage layer.
+
+use super::{DataTree, EphemeralType, Node, NodeStat, SessionInfo};
+use crate::path;
+use corral_proto::{read_acls, write_acls, Acl, DecodeError, Reader, Writer};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+
+const MAGIC: i32 = 0x5a4b_534e; // "ZKSN"
+const VERSION: i32 = 1;
+/// Flush to the sink once this much is buffered.
+const CHUNK: usize = 64 * 1024;
+
+/// FNV-1a, 64 bits: small, stable across platforms and Rust versions, which a digest
+/// compared between servers needs.
+fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
+    for b in bytes {
+        h ^= *b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+impl DataTree {
+    /// A digest of every node (path, data, stat, ACL) and session. Equal trees have equal
+    /// digests whatever order they were built in; replicas compare it to prove they agree.
+    pub fn digest(&self) -> u64 {
+        let mut sum = 0u64;
+        let mut w = Writer::new();
+        for (p, n) in &self.nodes {
+            w.buf.clear();
+            w.string(p).data(n.data.as_deref());
+            write_stat(&mut w, &n.stat);
+            write_acls(&mut w, &n.acl);
+            sum = sum.wrapping_add(fnv(FNV_OFFSET, &w.buf));
+        }
+        for (id, s) in &self.sessions {
+            w.buf.clear();
+            w.i64(*id).i32(s.timeout_ms).buffer(&s.passwd);
+            sum = sum.wrapping_add(fnv(FNV_OFFSET ^ 1, &w.buf));
+        }
+        sum
+    }
+
+    /// Writes the whole tree to `out`.
+    pub fn write_snapshot(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        let mut w = Writer::new();
+        w.i32(MAGIC).i32(VERSION).i64(self.last_zxid);
+        w.i32(self.sessions.len() as i32);
+        for (id, s) in &self.sessions {
+            w.i64(*id).i32(s.timeout_ms).buffer(&s.passwd);
+        }
+        // Distinct ACL lists, numbered in first-use order.
+        let mut acl_ids: HashMap<*const [Acl], i32> = HashMap::new();
+        let mut acls: Vec<&Arc<[Acl]>> = Vec::new();
+        for n in self.nodes.values() {
+            acl_ids.entry(Arc::as_ptr(&n.acl)).or_insert_with(|| {
+                acls.push(&n.acl);
+                acls.len() as i32 - 1
+            });
+        }
+        w.i32(acls.len() as i32);
+        for a in &acls {
+            write_acls(&mut w, a);
+        }
+        w.i64(self.nodes.len() as i64);
+        let mut stack = vec!["/".to_string()];
+        while let Some(p) = stack.pop() {
+            let n = &self.nodes[p.as_str()];
+            w.string(&p).data(n.data.as_deref()).i32(acl_ids[&Arc::as_ptr(&n.acl)]);
+            write_stat(&mut w, &n.stat);
+            stack.extend(n.children.iter().rev().map(|c| path::join(&p, c)));
+            if w.buf.len() >= CHUNK {
+                out.write_all(&w.buf)?;
+                w.buf.clear();
+            }
+        }
+        out.write_all(&w.buf)
+    }
+
+    /// Rebuilds a tree from [`DataTree::write_snapshot`]'s bytes.
+    pub fn read_snapshot(bytes: &[u8]) -> Result<DataTree, DecodeError> {
+        let mut r = Reader::new(bytes);
+        if r.read_i32()? != MAGIC {
+            return Err(DecodeError::Invalid("not a Corral snapshot"));
+        }
+        if r.read_i32()? != VERSION {
+            return Err(DecodeError::Invalid("unknown snapshot version"));
+        }
+        let mut t = DataTree::empty();
+        t.last_zxid = r.read_i64()?;
+        let sessions = r.read_vec(|r| Ok((r.read_i64()?, r.read_i32()?, r.read_buffer()?)))?;
+        for (id, timeout_ms, passwd) in sessions {
+            t.sessions.insert(id, SessionInfo { timeout_ms, passwd });
+        }
+        let acl_lists = r.read_vec(read_acls)?;
+        let acls: Vec<Arc<[Acl]>> = acl_lists.iter().map(|a| t.intern_acl(a)).collect();
+        let count = r.read_i64()?;
+        if count < 1 || count as usize > r.remaining() {
+            return Err(DecodeError::Invalid("bad node count"));
+        }
+        for i in 0..count {
+            let p = r.read_path()?;
+            let data = r.read_data()?;
+            let acl = acls.get(r.read_i32()? as usize).ok_or(DecodeError::Invalid("bad ACL index"))?.clone();
+            let stat = read_stat(&mut r)?;
+            if (i == 0) != (p == "/") || t.nodes.contains_key(p.as_str()) {
+                return Err(DecodeError::Invalid("root not first, or a node twice"));
+            }
+            if let Some(parent) = path::parent(&p) {
+                t.nodes
+                    .get_mut(parent)
+                    .ok_or(DecodeError::Invalid("node before its parent"))?
+                    .children
+                    .insert(path::name(&p).into());
+            }
+            let node = Node { stat, data, acl, children: BTreeSet::new() };
+            t.data_bytes += (p.len() + node.data_len()) as u64;
+            match EphemeralType::of(stat.ephemeral_owner) {
+                EphemeralType::Session(s) => {
+                    t.ephemerals.entry(s).or_default().insert(p.clone());
+                }
+                EphemeralType::Container => {
+                    t.containers.insert(p.clone());
+                }
+                EphemeralType::Ttl(_) => {
+                    t.ttls.insert(p.clone());
+                }
+                EphemeralType::Persistent => {}
+            }
+            t.nodes.insert(p.into(), node);
+        }
+        if r.remaining() != 0 {
+            return Err(DecodeError::Invalid("trailing bytes after the snapshot"));
+        }
+        Ok(t)
+    }
+}
+
+fn write_stat(w: &mut Writer, s: &NodeStat) {
+    w.i64(s.czxid).i64(s.mzxid).i64(s.pzxid).i64(s.ctime).i64(s.mtime);
+    w.i32(s.version).i32(s.cversion).i32(s.aversion).i64(s.ephemeral_owner);
+}
+
+fn read_stat(r: &mut Reader) -> Result<NodeStat, DecodeError> {
+    Ok(NodeStat {
+        czxid: r.read_i64()?,
+        mzxid: r.read_i64()?,
+        pzxid: r.read_i64()?,
+        ctime: r.read_i64()?,
+        mtime: r.read_i64()?,
+        version: r.read_i32()?,
+        cversion: r.read_i32()?,
+        aversion: r.read_i32()?,
+        ephemeral_owner: r.read_i64()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::prep::{Caller, Prep, Settings};
+    use crate::{DataTree, Txn, TxnHeader};
+    use corral_proto::request::CreateRequest;
+    use corral_proto::{Acl, Id, OpCode};
+    use std::sync::Arc;
+
+    fn build() -> DataTree {
+        let mut t = DataTree::new();
+        let c = Caller { session: 7, ids: Arc::new(vec![Id::new("ip", "127.0.0.1")]) };
+        let settings = Settings { extended_types: true };
+        let mut zxid = 0;
+        let mut run = |t: &mut DataTree, txn: Txn| {
+            zxid += 1;
+            t.apply(&TxnHeader { session: 7, cxid: 0, zxid, time_ms: 1000 + zxid }, txn, &mut Vec::new());
+        };
+        run(&mut t, Txn::CreateSession { timeout_ms: 5000, passwd: vec![3; 16] });
+        let reqs = [
+            (OpCode::Create, "/a", 0, Some(b"x".to_vec())),
+            (OpCode::Create, "/a/s-", 2, None),
+            (OpCode::Create, "/a/e", 1, Some(vec![])),
+            (OpCode::CreateContainer, "/c", 0, Some(b"c".to_vec())),
+            (OpCode::CreateTtl, "/t", 5, Some(b"t".to_vec())),
+        ];
+        for (op, p, flags, data) in reqs {
+            let acl = if p == "/a" { vec![Acl::new(31, "ip", "127.0.0.1")] } else { Acl::open_unsafe() };
+            let req = CreateRequest { path: p.into(), data, acl, flags, ttl: if op == OpCode::CreateTtl { 60_000 } else { 0 } };
+            let txn = Prep::new(&t, &c, settings).create(op, &req).unwrap();
+            run(&mut t, Txn::Create(txn));
+        }
+        t
+    }
+
+    #[test]
+    fn snapshot_round_trip_keeps_everything() {
+        let t = build();
+        let mut bytes = Vec::new();
+        t.write_snapshot(&mut bytes).unwrap();
+        let back = DataTree::read_snapshot(&bytes).unwrap();
+        assert_eq!(back.digest(), t.digest());
+        assert_eq!(back.node_count(), t.node_count());
+        assert_eq!(back.last_zxid(), t.last_zxid());
+        assert_eq!(back.data_bytes(), t.data_bytes());
+        assert_eq!(back.ephemeral_count(), 1);
+        assert_eq!(back.sessions(), t.sessions());
+        assert_eq!(back.get("/a").unwrap().stat(), t.get("/a").unwrap().stat());
+        assert_eq!(back.get("/a/s-0000000000").unwrap().data, None);
+        assert_eq!(back.expired_containers(i64::MAX), t.expired_containers(i64::MAX));
+        // Damage anywhere is an error, never a panic.
+        for cut in 0..bytes.len() {
+            assert!(DataTree::read_snapshot(&bytes[..cut]).is_err());
+        }
+    }
+
+    #[test]
+    fn digest_sees_every_change() {
+        let a = build();
+        let mut b = build();
+        assert_eq!(a.digest(), b.digest());
+        b.apply(
+            &TxnHeader { session: 7, cxid: 0, zxid: 100, time_ms: 5 },
+            Txn::SetData { path: "/a".into(), data: Some(b"y".to_vec()), version: 1 },
+            &mut Vec::new(),
+        );
+        assert_ne!(a.digest(), b.digest());
+    }
+}
