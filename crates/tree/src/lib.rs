@@ -20,7 +20,7 @@ pub mod tree;
 pub mod txn;
 pub mod watch;
 
-pub use prep::{Caller, Prep, Settings};
+pub use prep::{Caller, Changes, Outstanding, Prep, Settings};
 pub use tree::{DataTree, EphemeralType, Node};
 pub use tree::SessionInfo;
 pub use txn::{decode_entry, encode_entry, CreateTxn, Txn, TxnHeader, TxnResult};

@@ -11,7 +11,7 @@ use crate::txn::{CreateTxn, Txn};
 use crate::watch::SessionId;
 use corral_proto::request::{CreateRequest, MultiOp};
 use corral_proto::{Acl, CreateMode, ErrorCode, Id, OpCode, Perms};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
 /// Who is asking: the session and the identities it has proven.
@@ -31,7 +31,7 @@ pub struct Settings {
 
 /// What prep needs to know of a node.
 #[derive(Debug, Clone)]
-struct Rec {
+pub struct Rec {
     version: i32,
     cversion: i32,
     aversion: i32,
@@ -40,12 +40,59 @@ struct Rec {
     acl: Arc<[Acl]>,
 }
 
+/// The changes of transactions that were prepped but are not applied yet (they wait to
+/// become durable). Prep reads through them, so a pipelined `create /a` then
+/// `create /a/b` both succeed.
+#[derive(Debug, Default)]
+pub struct Outstanding {
+    /// Latest pending state of each path, with the zxid of the txn that set it; `None`
+    /// marks a pending delete.
+    changes: HashMap<String, (i64, Option<Rec>)>,
+    /// The paths each pending txn touched, oldest first.
+    by_zxid: VecDeque<(i64, Vec<String>)>,
+}
+
+impl Outstanding {
+    /// Records what a prepped txn will change.
+    pub fn record(&mut self, zxid: i64, changes: Changes) {
+        let paths: Vec<String> = changes.0.keys().cloned().collect();
+        for (p, rec) in changes.0 {
+            self.changes.insert(p, (zxid, rec));
+        }
+        if !paths.is_empty() {
+            self.by_zxid.push_back((zxid, paths));
+        }
+    }
+
+    /// Forgets the changes of txns up to `zxid`, now applied to the tree, unless a later
+    /// pending txn changed the same path.
+    pub fn applied(&mut self, zxid: i64) {
+        while self.by_zxid.front().is_some_and(|(z, _)| *z <= zxid) {
+            let (_, paths) = self.by_zxid.pop_front().expect("checked");
+            for p in paths {
+                if self.changes.get(&p).is_some_and(|(z, _)| *z <= zxid) {
+                    self.changes.remove(&p);
+                }
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// What one prepped request will change, to hand to [`Outstanding::record`].
+#[derive(Debug, Default)]
+pub struct Changes(HashMap<String, Option<Rec>>);
+
 /// Checks requests against a tree and the not-yet-applied changes of earlier ones.
 pub struct Prep<'a> {
     tree: &'a DataTree,
     caller: &'a Caller,
     settings: Settings,
-    /// `None` marks a node deleted by an earlier op.
+    outstanding: Option<&'a Outstanding>,
+    /// This request's own changes so far (a multi's earlier ops); `None` marks a delete.
     overlay: HashMap<String, Option<Rec>>,
 }
 
@@ -64,11 +111,29 @@ fn next_version(current: i32, expected: i32) -> R<i32> {
 
 impl<'a> Prep<'a> {
     pub fn new(tree: &'a DataTree, caller: &'a Caller, settings: Settings) -> Self {
-        Prep { tree, caller, settings, overlay: HashMap::new() }
+        Prep { tree, caller, settings, outstanding: None, overlay: HashMap::new() }
+    }
+
+    /// Prep that also sees the changes of earlier, not yet applied transactions.
+    pub fn with_outstanding(
+        tree: &'a DataTree,
+        caller: &'a Caller,
+        settings: Settings,
+        outstanding: &'a Outstanding,
+    ) -> Self {
+        Prep { tree, caller, settings, outstanding: Some(outstanding), overlay: HashMap::new() }
+    }
+
+    /// The changes the successful requests prepped so far will make.
+    pub fn into_changes(self) -> Changes {
+        Changes(self.overlay)
     }
 
     fn rec(&self, p: &str) -> R<Rec> {
         if let Some(r) = self.overlay.get(p) {
+            return r.clone().ok_or(ErrorCode::NoNode);
+        }
+        if let Some((_, r)) = self.outstanding.and_then(|o| o.changes.get(p)) {
             return r.clone().ok_or(ErrorCode::NoNode);
         }
         let n = self.tree.get(p).ok_or(ErrorCode::NoNode)?;
@@ -217,6 +282,8 @@ impl<'a> Prep<'a> {
             match self.op(op) {
                 Ok(t) => txns.push(t),
                 Err(e) => {
+                    // Nothing of a failed multi happens.
+                    self.overlay.clear();
                     let mut errs = vec![Txn::Error(ErrorCode::Ok); i];
                     errs.push(Txn::Error(e));
                     errs.resize(ops.len(), Txn::Error(ErrorCode::RuntimeInconsistency));

@@ -202,3 +202,28 @@ fn containers_and_ttls_expire() {
     assert_eq!(h.tree.expired_containers(mtime + 50), vec!["/c".to_string()]);
     assert_eq!(h.tree.expired_containers(mtime + 51), vec!["/c".to_string(), "/t".to_string()]);
 }
+
+#[test]
+fn pipelined_writes_see_outstanding_changes() {
+    let mut h = Harness::new();
+    let c = caller(1);
+    let mut out = Outstanding::default();
+    // create /p, then create /p/q and a sequential child, before anything is applied.
+    let mut txns = vec![];
+    for (zxid, (path, flags)) in [(1, ("/p", 0)), (2, ("/p/q", 0)), (3, ("/p/s-", 2))] {
+        let mut prep = Prep::with_outstanding(&h.tree, &c, h.settings, &out);
+        let txn = prep.create(OpCode::Create, &create_req(path, flags)).unwrap();
+        out.record(zxid, prep.into_changes());
+        txns.push(txn);
+    }
+    assert_eq!(txns[2].path, "/p/s-0000000001");
+    assert!(h.tree.get("/p").is_none(), "nothing applied yet");
+    let mut prep = Prep::with_outstanding(&h.tree, &c, h.settings, &out);
+    assert_eq!(prep.delete("/p", -1), Err(ErrorCode::NotEmpty));
+    for txn in txns {
+        h.commit(1, Txn::Create(txn));
+        out.applied(h.zxid);
+    }
+    assert!(out.is_empty());
+    assert_eq!(h.stat("/p").num_children, 2);
+}
