@@ -7,8 +7,11 @@
 //! client sees the watch events of a change before the reply that shows it, and replies
 //! in request order. This mirrors ZooKeeper's single-threaded final request processor.
 //!
-//! Durability: this is the in-memory standalone server; the transaction log arrives with
-//! the storage crate. Nothing here claims a write is on disk.
+//! Writes are a pipeline: prep (against the tree plus outstanding changes), a zxid, the
+//! encoded entry to a [`TxnLog`], and — once the log reports the entry durable — apply,
+//! events and the reply. Reads from a session with writes in the pipeline wait behind
+//! them, so each session sees its replies in request order; other sessions' reads are
+//! answered from the applied tree at once. With [`MemoryLog`] nothing is on disk.
 
 use crate::config::Config;
 use crate::conn::Shared;
@@ -19,8 +22,8 @@ use corral_proto::{
     ClientInfo, ConnectRequest, ConnectResponse, DecodeError, ErrorCode, Id, KeeperState, OpCode, Writer,
 
 };
-use corral_tree::{acl, read, Caller, DataTree, Prep, Settings, Txn, TxnHeader, TxnResult, WatchEvent};
-use std::collections::HashMap;
+use corral_tree::{acl, encode_entry, read, Caller, DataTree, Outstanding, Prep, Settings, Txn, TxnHeader, TxnResult, WatchEvent};
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -38,6 +41,57 @@ pub enum Out {
 }
 
 pub type OutTx = mpsc::UnboundedSender<Out>;
+
+/// Where transactions go to become durable. `submit` must not block; the log reports
+/// durability, in zxid order, on the channel it was built with ("durable through zxid").
+pub trait TxnLog: Send {
+    fn submit(&mut self, zxid: i64, entry: Vec<u8>);
+}
+
+/// Keeps nothing: every transaction is "durable" as soon as it is submitted. This is the
+/// in-memory server; a restart loses everything.
+pub struct MemoryLog {
+    durable: mpsc::UnboundedSender<i64>,
+}
+
+impl MemoryLog {
+    pub fn new() -> (MemoryLog, mpsc::UnboundedReceiver<i64>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (MemoryLog { durable: tx }, rx)
+    }
+}
+
+impl TxnLog for MemoryLog {
+    fn submit(&mut self, zxid: i64, _entry: Vec<u8>) {
+        let _ = self.durable.send(zxid);
+    }
+}
+
+/// A request waiting for the session's earlier writes.
+struct Queued {
+    conn: ConnId,
+    xid: i32,
+    op: i32,
+    req: Result<Request, DecodeError>,
+}
+
+/// What to do once a proposed transaction is applied.
+enum Done {
+    Nothing,
+    /// Answer a client's write; `req` shapes the body.
+    Reply { conn: ConnId, xid: i32, req: Option<Request> },
+    /// Finish a new session's handshake.
+    Connect { conn: ConnId, reply: oneshot::Sender<Handshake>, frame: Vec<u8> },
+    /// Answer closeSession, then close the connection.
+    Close { conn: ConnId, xid: i32 },
+}
+
+/// A transaction between prep and apply.
+struct Proposed {
+    hdr: TxnHeader,
+    txn: Txn,
+    done: Done,
+}
 
 /// The core's answer to a handshake.
 pub enum Handshake {
@@ -82,6 +136,10 @@ pub(crate) struct Session {
     pub ids: Arc<Vec<Id>>,
     /// When the session expires unless its connection is heard from again.
     pub expires_at: Instant,
+    /// Writes of this session proposed and not yet applied.
+    pending_writes: usize,
+    /// Requests that must wait for those writes (reads, and anything after them).
+    queue: VecDeque<Queued>,
 }
 
 /// Per-connection figures reported by `cons` / `stat`.
@@ -137,6 +195,13 @@ pub(crate) struct Conn {
 pub struct Core {
     pub(crate) cfg: Arc<Config>,
     pub(crate) tree: DataTree,
+    log: Box<dyn TxnLog>,
+    /// Changes of proposed, unapplied transactions, for prep to see.
+    outstanding: Outstanding,
+    /// Proposed transactions in zxid order.
+    proposed: VecDeque<Proposed>,
+    /// The zxid of the last proposed transaction.
+    last_proposed: i64,
     pub(crate) sessions: HashMap<i64, Session>,
     pub(crate) conns: HashMap<ConnId, Conn>,
     next_session: i64,
@@ -156,13 +221,17 @@ fn now_ms() -> i64 {
 const SERVER_ID: i64 = 1;
 
 impl Core {
-    pub fn new(cfg: Arc<Config>) -> Core {
+    pub fn new(cfg: Arc<Config>, log: Box<dyn TxnLog>) -> Core {
         // ZooKeeper's scheme: time in the middle bits, server id in the top byte, so ids
         // stay unique across restarts and servers.
         let next_session = (((now_ms() << 24) as u64) >> 8) as i64 | (SERVER_ID << 56);
         Core {
             cfg,
             tree: DataTree::new(),
+            log,
+            outstanding: Outstanding::default(),
+            proposed: VecDeque::new(),
+            last_proposed: 0,
             sessions: HashMap::new(),
             conns: HashMap::new(),
             next_session,
@@ -175,7 +244,7 @@ impl Core {
     }
 
     /// Runs until every sender is gone.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>) {
+    pub async fn run(mut self, mut rx: mpsc::Receiver<Msg>, mut durable: mpsc::UnboundedReceiver<i64>) {
         let tick = Duration::from_millis((self.cfg.tick_time_ms as u64 / 2).clamp(10, 1000));
         let mut expiry = tokio::time::interval(tick);
         expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -188,6 +257,7 @@ impl Core {
                     Some(m) => self.handle(m),
                     None => return,
                 },
+                Some(zxid) = durable.recv() => self.on_durable(zxid),
                 _ = expiry.tick() => self.expire_sessions(Instant::now()),
                 _ = containers.tick() => self.reap_containers(),
             }
@@ -200,10 +270,7 @@ impl Core {
                 let stats = ConnStats { established_ms: now_ms(), last_op: "NA", last_cxid: -1, last_zxid: -1, ..Default::default() };
                 self.conns.insert(conn, Conn { addr, session: None, out: None, shared, stats });
             }
-            Msg::Connect { conn, addr, req, out, reply } => {
-                let frame = self.connect(conn, addr, req, out);
-                let _ = reply.send(frame);
-            }
+            Msg::Connect { conn, addr, req, out, reply } => self.connect(conn, addr, req, out, reply),
             Msg::Request { conn, xid, op, req } => self.request(conn, xid, op, req),
             Msg::Closed { conn } => self.closed(conn),
             Msg::FourLetter { cmd, reply } => {
@@ -212,17 +279,68 @@ impl Core {
         }
     }
 
-    fn next_zxid(&self) -> i64 {
-        self.tree.last_zxid() + 1
+    /// Gives a prepped transaction the next zxid and sends it to the log; `done` runs
+    /// once it is durable and applied.
+    fn propose(&mut self, session: i64, cxid: i32, txn: Txn, done: Done) -> i64 {
+        self.last_proposed = self.last_proposed.max(self.tree.last_zxid()) + 1;
+        let hdr = TxnHeader { session, cxid, zxid: self.last_proposed, time_ms: now_ms() };
+        self.log.submit(hdr.zxid, encode_entry(&hdr, &txn));
+        self.proposed.push_back(Proposed { hdr, txn, done });
+        hdr.zxid
     }
 
-    /// Applies a transaction and delivers its watch events; returns the result and zxid.
-    fn commit(&mut self, session: i64, cxid: i32, txn: Txn) -> (TxnResult, i64) {
-        let hdr = TxnHeader { session, cxid, zxid: self.next_zxid(), time_ms: now_ms() };
-        let mut events = Vec::new();
-        let result = self.tree.apply(&hdr, txn, &mut events);
-        self.deliver(&events);
-        (result, hdr.zxid)
+    /// Applies, in order, every proposed transaction the log has made durable.
+    fn on_durable(&mut self, through: i64) {
+        while self.proposed.front().is_some_and(|p| p.hdr.zxid <= through) {
+            let Proposed { hdr, txn, done } = self.proposed.pop_front().expect("checked");
+            let mut events = Vec::new();
+            let result = self.tree.apply(&hdr, txn, &mut events);
+            self.outstanding.applied(hdr.zxid);
+            self.deliver(&events);
+            self.finish(hdr, result, done);
+        }
+    }
+
+    fn finish(&mut self, hdr: TxnHeader, result: TxnResult, done: Done) {
+        match done {
+            Done::Nothing => {}
+            Done::Connect { conn, reply, frame } => {
+                let accepted = self.conns.get(&conn).is_some_and(|c| c.session == Some(hdr.session));
+                let _ = reply.send(if accepted { Handshake::Accepted(frame) } else { Handshake::Refused(None) });
+            }
+            Done::Close { conn, xid } => {
+                self.send(conn, encode::error(xid, hdr.zxid, ErrorCode::Ok));
+                self.close_conn(conn, true);
+            }
+            Done::Reply { conn, xid, req } => {
+                let frame = match (&result, &req) {
+                    (TxnResult::Error(e), _) => encode::error(xid, hdr.zxid, *e),
+                    (r, Some(req)) => encode::reply(xid, hdr.zxid, ErrorCode::Ok, |w| encode::write_body(w, req, r)),
+                    (_, None) => encode::error(xid, hdr.zxid, ErrorCode::Ok),
+                };
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.stats.last_zxid = hdr.zxid;
+                }
+                self.send(conn, frame);
+                if let Some(s) = self.sessions.get_mut(&hdr.session) {
+                    s.pending_writes -= 1;
+                }
+                self.drain(hdr.session);
+            }
+        }
+    }
+
+    /// Runs a session's waiting requests that no longer have to wait.
+    fn drain(&mut self, session: i64) {
+        loop {
+            let Some(s) = self.sessions.get_mut(&session) else { return };
+            let Some(front) = s.queue.front() else { return };
+            if s.pending_writes > 0 && !is_write(front.op, &front.req) {
+                return;
+            }
+            let q = s.queue.pop_front().expect("checked");
+            self.process(session, q);
+        }
     }
 
     fn deliver(&mut self, events: &[WatchEvent]) {
@@ -273,12 +391,34 @@ impl Core {
         if let Some(s) = self.sessions.get_mut(&id) {
             if s.conn == Some(conn) {
                 s.conn = None;
+                // What the connection sent and is still waiting is dropped with it.
+                s.queue.clear();
                 self.tree.watches.remove_session(id);
             }
         }
     }
 
-    fn connect(&mut self, conn: ConnId, addr: SocketAddr, req: ConnectRequest, out: OutTx) -> Handshake {
+    fn connect(&mut self, conn: ConnId, addr: SocketAddr, req: ConnectRequest, out: OutTx, reply: oneshot::Sender<Handshake>) {
+        match self.handshake(conn, addr, req, out) {
+            Ok(answer) => {
+                let _ = reply.send(answer);
+            }
+            // A new session: answered once its creation is durable.
+            Err((id, timeout_ms, passwd, frame)) => {
+                self.propose(id, 0, Txn::CreateSession { timeout_ms, passwd }, Done::Connect { conn, reply, frame });
+            }
+        }
+    }
+
+    /// Answers a handshake at once, or (`Err`) describes a new session still to create.
+    #[allow(clippy::type_complexity)]
+    fn handshake(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        req: ConnectRequest,
+        out: OutTx,
+    ) -> Result<Handshake, (i64, i32, Vec<u8>, Vec<u8>)> {
         self.packets_received += 1;
         if req.last_zxid_seen > self.tree.last_zxid() {
             // The client has seen a newer history than ours; it must go elsewhere.
@@ -288,17 +428,17 @@ impl Core {
                 our_zxid = format_args!("{:#x}", self.tree.last_zxid()),
                 "refusing connection from a client that has seen a newer zxid"
             );
-            return Handshake::Refused(None);
+            return Ok(Handshake::Refused(None));
         }
         let timeout_ms = self.cfg.negotiate_timeout(req.timeout_ms);
         let read_only = req.read_only.map(|_| false);
         let expired = ConnectResponse { protocol_version: 0, timeout_ms: 0, session_id: 0, passwd: vec![0; 16], read_only };
         let session_id = if req.session_id != 0 {
             let Some(s) = self.sessions.get(&req.session_id) else {
-                return Handshake::Refused(Some(frame_of(&expired)));
+                return Ok(Handshake::Refused(Some(frame_of(&expired))));
             };
             if s.passwd != req.passwd {
-                return Handshake::Refused(Some(frame_of(&expired)));
+                return Ok(Handshake::Refused(Some(frame_of(&expired))));
             }
             // A reconnect: the session moves to this connection; the old one is closed.
             if let Some(old) = s.conn {
@@ -322,11 +462,13 @@ impl Core {
                     conn: Some(conn),
                     ids: Arc::new(vec![Id::new("ip", &addr.ip().to_string())]),
                     expires_at: Instant::now() + Duration::from_millis(timeout_ms as u64),
+                    pending_writes: 0,
+                    queue: VecDeque::new(),
                 },
             );
-            self.commit(id, 0, Txn::CreateSession { timeout_ms, passwd });
             id
         };
+        let is_new = req.session_id == 0;
         let s = &self.sessions[&session_id];
         let resp = ConnectResponse {
             protocol_version: 0,
@@ -341,7 +483,10 @@ impl Core {
             c.stats.sent += 1;
         }
         self.packets_sent += 1;
-        Handshake::Accepted(frame_of(&resp))
+        if is_new {
+            return Err((session_id, timeout_ms, resp.passwd.clone(), frame_of(&resp)));
+        }
+        Ok(Handshake::Accepted(frame_of(&resp)))
     }
 
     fn closed(&mut self, conn: ConnId) {
@@ -376,17 +521,19 @@ impl Core {
         if let Some(conn) = self.sessions.get(&id).and_then(|s| s.conn) {
             self.close_conn(conn, true);
         }
-        self.commit(id, 0, Txn::CloseSession);
         self.sessions.remove(&id);
+        self.propose(id, 0, Txn::CloseSession, Done::Nothing);
     }
 
     fn reap_containers(&mut self) {
         let caller = Caller { session: 0, ids: Arc::new(vec![Id::new("super", "")]) };
         for p in self.tree.expired_containers(now_ms()) {
-            let txn = Prep::new(&self.tree, &caller, self.settings()).delete_container(&p);
-            if let Some(txn) = txn {
+            let mut prep = Prep::with_outstanding(&self.tree, &caller, self.settings(), &self.outstanding);
+            if let Some(txn) = prep.delete_container(&p) {
+                let changes = prep.into_changes();
                 tracing::debug!(path = %p, "deleting empty container or expired TTL node");
-                self.commit(0, 0, txn);
+                let zxid = self.propose(0, 0, txn, Done::Nothing);
+                self.outstanding.record(zxid, changes);
             }
         }
     }
@@ -396,28 +543,47 @@ impl Core {
     }
 
     fn request(&mut self, conn: ConnId, xid: i32, op: i32, req: Result<Request, DecodeError>) {
-        let started = Instant::now();
         self.packets_received += 1;
-        let Some(c) = self.conns.get(&conn) else { return };
+        let Some(c) = self.conns.get_mut(&conn) else { return };
         c.shared.in_flight.add_permits(1);
         let Some(session) = c.session else { return };
-        let Some(s) = self.sessions.get_mut(&session) else { return };
-        s.expires_at = started + Duration::from_millis(s.timeout_ms as u64);
-        let caller = Caller { session, ids: s.ids.clone() };
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.stats.received += 1;
-            c.stats.last_op = OpCode::from_i32(op).map(OpCode::short_name).unwrap_or("UNKN");
-            if xid >= 0 {
-                c.stats.last_cxid = xid;
-            }
+        c.stats.received += 1;
+        c.stats.last_op = OpCode::from_i32(op).map(OpCode::short_name).unwrap_or("UNKN");
+        if xid >= 0 {
+            c.stats.last_cxid = xid;
         }
+        let Some(s) = self.sessions.get_mut(&session) else { return };
+        s.expires_at = Instant::now() + Duration::from_millis(s.timeout_ms as u64);
+        if matches!(req, Ok(Request::Ping)) {
+            // Pings carry no order: answered at once, with the ping xid whatever the
+            // client used.
+            let frame = encode::error(corral_proto::XID_PING, self.tree.last_zxid(), ErrorCode::Ok);
+            self.send(conn, frame);
+            return;
+        }
+        let q = Queued { conn, xid, op, req };
+        // A read waits for the session's writes in flight; anything waits behind what
+        // already waits. A write with nothing waiting enters the pipeline at once.
+        if !s.queue.is_empty() || (s.pending_writes > 0 && !is_write(op, &q.req)) {
+            s.queue.push_back(q);
+            return;
+        }
+        self.process(session, q);
+    }
+
+    /// Handles one request whose turn has come.
+    fn process(&mut self, session: i64, q: Queued) {
+        let started = Instant::now();
+        let Queued { conn, xid, op, req } = q;
+        let Some(s) = self.sessions.get(&session) else { return };
+        let caller = Caller { session, ids: s.ids.clone() };
         let last = self.tree.last_zxid();
-        let (frame, close) = match req {
+        let answer = match req {
             Err(DecodeError::UnknownOp(op)) => {
                 // ZooKeeper answers an opcode it does not know with Unimplemented, then
                 // closes the connection.
                 tracing::debug!(op, "unknown opcode; closing the connection");
-                (encode::error(xid, -1, ErrorCode::Unimplemented), true)
+                Some((encode::error(xid, -1, ErrorCode::Unimplemented), true))
             }
             Err(e) => {
                 tracing::debug!(%e, op, "undecodable request body");
@@ -425,21 +591,22 @@ impl Core {
                 if is_txn_op(op) {
                     // ZooKeeper turns a write it cannot decode into an error transaction,
                     // which takes a zxid like any other.
-                    let (_, zxid) = self.commit(session, xid, Txn::Error(err));
-                    (encode::error(xid, zxid, err), false)
+                    self.propose_write(session, conn, xid, Txn::Error(err), None);
+                    None
                 } else {
-                    (encode::error(xid, last, err), false)
+                    Some((encode::error(xid, last, err), false))
                 }
             }
-            Ok(req) => self.dispatch(&caller, xid, req),
+            Ok(req) => self.dispatch(&caller, conn, xid, req),
         };
-        let zxid = i64::from_be_bytes(frame[8..16].try_into().expect("reply header"));
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.stats.last_zxid = zxid;
-        }
-        self.send(conn, frame);
-        if close {
-            self.close_conn(conn, true);
+        if let Some((frame, close)) = answer {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.stats.last_zxid = i64::from_be_bytes(frame[8..16].try_into().expect("reply header"));
+            }
+            self.send(conn, frame);
+            if close {
+                self.close_conn(conn, true);
+            }
         }
         let ms = started.elapsed().as_millis() as u64;
         self.latency.record(ms);
@@ -448,13 +615,21 @@ impl Core {
         }
     }
 
-    /// Answers one decoded request: the reply frame, and whether to close afterwards.
-    fn dispatch(&mut self, caller: &Caller, xid: i32, req: Request) -> (Vec<u8>, bool) {
+    /// Proposes a client's write; its reply goes out once it is applied.
+    fn propose_write(&mut self, session: i64, conn: ConnId, xid: i32, txn: Txn, req: Option<Request>) -> i64 {
+        if let Some(s) = self.sessions.get_mut(&session) {
+            s.pending_writes += 1;
+        }
+        self.propose(session, xid, txn, Done::Reply { conn, xid, req })
+    }
+
+    /// Answers one decoded request: the reply frame and whether to close afterwards, or
+    /// `None` for a write, answered once it is applied.
+    fn dispatch(&mut self, caller: &Caller, conn: ConnId, xid: i32, req: Request) -> Option<(Vec<u8>, bool)> {
         let last = self.tree.last_zxid();
         let session = caller.session;
         let ok = ErrorCode::Ok;
-        match &req {
-            // Pings are answered with the ping xid whatever the client used.
+        Some(match &req {
             Request::Ping => (encode::error(corral_proto::XID_PING, last, ok), false),
             Request::Auth { scheme, auth, .. } => {
                 match acl::authenticate(scheme, auth, self.cfg.super_digest.as_deref()) {
@@ -482,10 +657,14 @@ impl Core {
                 (encode::error(xid, last, ok), false)
             }
             Request::CloseSession => {
-                let (_, zxid) = self.commit(session, xid, Txn::CloseSession);
+                // The session ends now for this connection: later requests are dropped.
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.session = None;
+                }
                 self.sessions.remove(&session);
                 self.tree.watches.remove_session(session);
-                (encode::error(xid, zxid, ok), true)
+                self.propose(session, xid, Txn::CloseSession, Done::Close { conn, xid });
+                return None;
             }
             Request::Create { .. }
             | Request::Delete { .. }
@@ -493,8 +672,8 @@ impl Core {
             | Request::SetAcl { .. }
             | Request::Check { .. }
             | Request::Multi(_) => {
-                let txn = {
-                    let mut prep = Prep::new(&self.tree, caller, self.settings());
+                let (txn, changes) = {
+                    let mut prep = Prep::with_outstanding(&self.tree, caller, self.settings(), &self.outstanding);
                     let r = match &req {
                         Request::Create { op, req } => prep.create(*op, req).map(Txn::Create),
                         Request::Delete { path, version } => prep.delete(path, *version),
@@ -504,14 +683,16 @@ impl Core {
                         Request::Multi(ops) => Ok(prep.multi(ops)),
                         _ => unreachable!(),
                     };
-                    r.unwrap_or_else(Txn::Error)
+                    match r {
+                        Ok(txn) => (txn, Some(prep.into_changes())),
+                        Err(e) => (Txn::Error(e), None),
+                    }
                 };
-                let (result, zxid) = self.commit(session, xid, txn);
-                let frame = match &result {
-                    TxnResult::Error(e) => encode::error(xid, zxid, *e),
-                    r => encode::reply(xid, zxid, ok, |w| encode::write_body(w, &req, r)),
-                };
-                (frame, false)
+                let zxid = self.propose_write(session, conn, xid, txn, Some(req));
+                if let Some(changes) = changes {
+                    self.outstanding.record(zxid, changes);
+                }
+                return None;
             }
             Request::Exists { path, watch } => {
                 let r = read::exists(&mut self.tree, caller, root_alias(path), *watch);
@@ -590,11 +771,20 @@ impl Core {
             Request::Reconfig => {
                 // A write in ZooKeeper's pipeline: the refusal is an error transaction.
                 let err = if self.cfg.reconfig_enabled { ErrorCode::Unimplemented } else { ErrorCode::ReconfigDisabled };
-                let (_, zxid) = self.commit(session, xid, Txn::Error(err));
-                (encode::error(xid, zxid, err), false)
+                self.propose_write(session, conn, xid, Txn::Error(err), None);
+                return None;
             }
             Request::Sasl => (encode::error(xid, last, ErrorCode::Unimplemented), false),
-        }
+        })
+    }
+}
+
+/// Whether a request goes through the write pipeline (and so may run ahead of the
+/// session's earlier writes being applied).
+fn is_write(op: i32, req: &Result<Request, DecodeError>) -> bool {
+    match req {
+        Err(DecodeError::UnknownOp(_)) => false,
+        _ => is_txn_op(op) || op == OpCode::CloseSession as i32,
     }
 }
 

@@ -17,7 +17,7 @@ mod encode;
 mod fourlw;
 
 use crate::config::Config;
-use crate::core::Core;
+use crate::core::{Core, MemoryLog};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -58,7 +58,8 @@ impl Server {
     /// Serves clients until the process ends.
     pub async fn run(self) {
         let (tx, rx) = mpsc::channel(CORE_QUEUE);
-        tokio::spawn(Core::new(self.cfg.clone()).run(rx));
+        let (log, durable) = MemoryLog::new();
+        tokio::spawn(Core::new(self.cfg.clone(), Box::new(log)).run(rx, durable));
         let base = std::time::Instant::now();
         let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
         let mut next_conn = 1u64;
