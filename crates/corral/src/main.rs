@@ -95,7 +95,6 @@ fn server(args: ServerArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        tracing::warn!("data is held in memory only in this version: a restart loses it");
         tracing::info!(addr = %server.local_addr(), "corral standalone server listening");
         tokio::select! {
             _ = server.run() => {}

@@ -11,7 +11,7 @@
 //! encoded entry to a [`TxnLog`], and — once the log reports the entry durable — apply,
 //! events and the reply. Reads from a session with writes in the pipeline wait behind
 //! them, so each session sees its replies in request order; other sessions' reads are
-//! answered from the applied tree at once. With [`MemoryLog`] nothing is on disk.
+//! answered from the applied tree at once.
 
 use crate::config::Config;
 use crate::conn::Shared;
@@ -46,25 +46,6 @@ pub type OutTx = mpsc::UnboundedSender<Out>;
 /// durability, in zxid order, on the channel it was built with ("durable through zxid").
 pub trait TxnLog: Send {
     fn submit(&mut self, zxid: i64, entry: Vec<u8>);
-}
-
-/// Keeps nothing: every transaction is "durable" as soon as it is submitted. This is the
-/// in-memory server; a restart loses everything.
-pub struct MemoryLog {
-    durable: mpsc::UnboundedSender<i64>,
-}
-
-impl MemoryLog {
-    pub fn new() -> (MemoryLog, mpsc::UnboundedReceiver<i64>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        (MemoryLog { durable: tx }, rx)
-    }
-}
-
-impl TxnLog for MemoryLog {
-    fn submit(&mut self, zxid: i64, _entry: Vec<u8>) {
-        let _ = self.durable.send(zxid);
-    }
 }
 
 /// A request waiting for the session's earlier writes.
@@ -222,17 +203,41 @@ const SERVER_ID: i64 = 1;
 
 impl Core {
     pub fn new(cfg: Arc<Config>, log: Box<dyn TxnLog>) -> Core {
+        Core::recovered(cfg, log, DataTree::new())
+    }
+
+    /// A core serving a tree recovered from disk. Its sessions come back without a
+    /// connection and expire after their timeout unless their clients reconnect.
+    pub fn recovered(cfg: Arc<Config>, log: Box<dyn TxnLog>, tree: DataTree) -> Core {
         // ZooKeeper's scheme: time in the middle bits, server id in the top byte, so ids
         // stay unique across restarts and servers.
-        let next_session = (((now_ms() << 24) as u64) >> 8) as i64 | (SERVER_ID << 56);
+        let fresh = (((now_ms() << 24) as u64) >> 8) as i64 | (SERVER_ID << 56);
+        let next_session = tree.sessions().keys().map(|id| id + 1).fold(fresh, i64::max);
+        let now = Instant::now();
+        let sessions = tree
+            .sessions()
+            .iter()
+            .map(|(id, info)| {
+                let s = Session {
+                    passwd: info.passwd.clone(),
+                    timeout_ms: info.timeout_ms,
+                    conn: None,
+                    ids: Arc::new(Vec::new()),
+                    expires_at: now + Duration::from_millis(info.timeout_ms.max(0) as u64),
+                    pending_writes: 0,
+                    queue: VecDeque::new(),
+                };
+                (*id, s)
+            })
+            .collect();
         Core {
             cfg,
-            tree: DataTree::new(),
+            tree,
             log,
             outstanding: Outstanding::default(),
             proposed: VecDeque::new(),
             last_proposed: 0,
-            sessions: HashMap::new(),
+            sessions,
             conns: HashMap::new(),
             next_session,
             started: Instant::now(),

@@ -5,6 +5,7 @@
 //!   and a writer that drains the connection's outbound queue.
 //! - `core`: one task that owns the tree and the sessions and answers every request in
 //!   arrival order (see its docs for the ordering guarantees this gives).
+//! - [`durable`]: the log-writer thread (group commit) and recovery by log replay.
 //! - `fourlw`: the text of the four-letter words.
 //! - `encode`: reply and notification frames.
 //!
@@ -13,11 +14,12 @@
 pub mod config;
 mod conn;
 pub mod core;
+pub mod durable;
 mod encode;
 mod fourlw;
 
 use crate::config::Config;
-use crate::core::{Core, MemoryLog};
+use crate::core::Core;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -34,21 +36,55 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: std::path::PathBuf, source: std::io::Error },
+    #[error("cannot open the transaction log: {0}")]
+    Log(#[from] corral_storage::StorageError),
+    #[error("cannot recover from the transaction log: {0}")]
+    Recovery(#[from] durable::RecoveryError),
 }
 
 pub struct Server {
     cfg: Arc<Config>,
     listener: TcpListener,
+    core: Core,
+    durable: mpsc::UnboundedReceiver<i64>,
+}
+
+/// Where the transaction log lives: `<dataLogDir or dataDir>/log`.
+pub fn log_dir(cfg: &Config) -> std::path::PathBuf {
+    cfg.data_log_dir.as_ref().unwrap_or(&cfg.data_dir).join("log")
 }
 
 impl Server {
-    /// Binds the client port (and creates the data directory).
+    /// Recovers the tree from the transaction log, then binds the client port: clients
+    /// can connect only once everything acknowledged before is back.
     pub async fn bind(cfg: Config) -> Result<Server, ServerError> {
-        std::fs::create_dir_all(&cfg.data_dir)
-            .map_err(|source| ServerError::DataDir { path: cfg.data_dir.clone(), source })?;
+        let dir = log_dir(&cfg);
+        std::fs::create_dir_all(&dir).map_err(|source| ServerError::DataDir { path: dir.clone(), source })?;
+        let started = std::time::Instant::now();
+        let options = corral_storage::FileLogOptions { preallocate_bytes: 16 << 20, ..Default::default() };
+        let (log, report) = corral_storage::FileLog::open(&dir, options)?;
+        if let Some(torn) = &report.truncated {
+            tracing::warn!("recovery: {torn} (writes that were never acknowledged)");
+        }
+        for f in &report.removed {
+            tracing::warn!(file = %f.display(), "recovery: removed an unfinished log file");
+        }
+        let tree = durable::recover(&log)?;
+        tracing::info!(
+            records = report.records,
+            segments = report.segments,
+            zxid = format_args!("{:#x}", tree.last_zxid()),
+            nodes = tree.node_count(),
+            sessions = tree.sessions().len(),
+            ms = started.elapsed().as_millis() as u64,
+            "recovered from the transaction log"
+        );
+        let cfg = Arc::new(cfg);
+        let (writer, durable) = durable::spawn_writer(log);
+        let core = Core::recovered(cfg.clone(), Box::new(writer), tree);
         let addr = SocketAddr::new(cfg.client_port_address, cfg.client_port);
         let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Server { cfg: Arc::new(cfg), listener })
+        Ok(Server { cfg, listener, core, durable })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -58,8 +94,7 @@ impl Server {
     /// Serves clients until the process ends.
     pub async fn run(self) {
         let (tx, rx) = mpsc::channel(CORE_QUEUE);
-        let (log, durable) = MemoryLog::new();
-        tokio::spawn(Core::new(self.cfg.clone(), Box::new(log)).run(rx, durable));
+        tokio::spawn(self.core.run(rx, self.durable));
         let base = std::time::Instant::now();
         let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
         let mut next_conn = 1u64;

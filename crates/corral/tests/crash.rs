@@ -1,0 +1,219 @@
+//! Crash safety: a server SIGKILLed at random moments under a stream of pipelined writes
+//! keeps, after each restart, every write it acknowledged — and of the writes it did not
+//! acknowledge, any that survived survived whole.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zookeeper_client as zk;
+
+/// How many kill-and-restart rounds; CI runs the default.
+fn rounds() -> usize {
+    std::env::var("CORRAL_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Proc(Child);
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn start(dir: &Path, log: &Path) -> (Proc, String) {
+    let port = free_port();
+    let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_corral"))
+        .args(["server", "--port", &port.to_string(), "--data-dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let addr = format!("127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(2), zk::Client::connect(&addr)).await {
+            drop(c);
+            return (Proc(child), addr);
+        }
+        assert!(Instant::now() < deadline, "server did not come up; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Reads many nodes with many requests in flight: `None` for a node that does not exist.
+async fn read_all(client: &zk::Client, paths: Vec<String>) -> HashMap<String, Option<Vec<u8>>> {
+    let mut out = HashMap::new();
+    let mut set = tokio::task::JoinSet::new();
+    for path in paths {
+        let client = client.clone();
+        set.spawn(async move {
+            let r = match client.get_data(&path).await {
+                Ok((data, _)) => Some(data),
+                Err(zk::Error::NoNode) => None,
+                Err(e) => panic!("reading {path}: {e}"),
+            };
+            (path, r)
+        });
+        while set.len() >= 256 {
+            let (p, r) = set.join_next().await.unwrap().unwrap();
+            out.insert(p, r);
+        }
+    }
+    while let Some(res) = set.join_next().await {
+        let (p, r) = res.unwrap();
+        out.insert(p, r);
+    }
+    out
+}
+
+/// Writes per round: enough that most kills land mid-stream, few enough that checking
+/// everything after each restart stays quick.
+const WRITES_PER_ROUND: usize = 4000;
+
+fn value(round: usize, i: usize) -> Vec<u8> {
+    format!("round {round} write {i} ").repeat(5).into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    // path -> value, for every write the server acknowledged.
+    let mut acked: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut attempted: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut rand = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+
+    for round in 0..rounds() {
+        let (mut server, addr) = start(&data, &log).await;
+        let client = zk::Client::connect(&addr).await.unwrap();
+        // Everything acknowledged before any earlier crash is still here, whole.
+        let found = read_all(&client, acked.keys().chain(attempted.keys()).cloned().collect()).await;
+        for (path, v) in &acked {
+            match &found[path] {
+                Some(got) => assert_eq!(got, v, "round {round}: {path} changed"),
+                None => panic!("round {round}: acknowledged {path} lost"),
+            }
+        }
+        // An unacknowledged write may have survived, but only whole; once seen (or not)
+        // after a restart it is settled: present ones must stay, absent ones never come.
+        for (path, v) in attempted.drain() {
+            if let Some(got) = &found[&path] {
+                assert_eq!(got, &v, "round {round}: unacknowledged {path} is not whole");
+                acked.insert(path, v);
+            }
+        }
+        if round == 0 {
+            client.create("/crash", b"", &mode).await.unwrap();
+            acked.insert("/crash".into(), vec![]);
+        }
+
+        // Pipelined writes until the kill.
+        let done: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+        let sent: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+        let writer = {
+            let (client, done, sent, mode) = (client.clone(), done.clone(), sent.clone(), mode.clone());
+            tokio::spawn(async move {
+                let mut set = tokio::task::JoinSet::new();
+                for i in 0.. {
+                    let path = format!("/crash/r{round}-{i}");
+                    let v = value(round, i);
+                    sent.lock().unwrap().push((path.clone(), v.clone()));
+                    let (done, client, mode) = (done.clone(), client.clone(), mode.clone());
+                    set.spawn(async move {
+                        if client.create(&path, &v, &mode).await.is_ok() {
+                            done.lock().unwrap().push((path, v));
+                        }
+                    });
+                    while set.len() >= 64 {
+                        if set.join_next().await.is_none() {
+                            break;
+                        }
+                    }
+                    if i % 256 == 255 {
+                        tokio::task::yield_now().await;
+                    }
+                    if i + 1 >= WRITES_PER_ROUND {
+                        break;
+                    }
+                }
+                while set.join_next().await.is_some() {}
+            })
+        };
+        let wait_ms = 10 + rand() % 90;
+        tokio::time::sleep(Duration::from_millis(wait_ms)).await;
+        // SIGKILL: no chance to flush anything.
+        server.0.kill().unwrap();
+        server.0.wait().unwrap();
+        // Give replies already in the client's buffers a moment, then stop writing.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        writer.abort();
+        let _ = writer.await;
+        drop(client);
+        let acked_now = done.lock().unwrap().clone();
+        eprintln!("round {round}: killed after {wait_ms} ms; {} writes acknowledged", acked_now.len());
+        let sent = std::mem::take(&mut *sent.lock().unwrap());
+
+        for (p, v) in acked_now {
+            attempted.remove(&p);
+            acked.insert(p, v);
+        }
+        for (p, v) in sent {
+            if !acked.contains_key(&p) {
+                attempted.insert(p, v);
+            }
+        }
+    }
+    assert!(acked.len() > 100, "too few writes were acknowledged to mean anything: {}", acked.len());
+}
+
+/// Sessions are durable: after a SIGKILL and restart, a client resumes its session with
+/// its id and password and keeps its ephemeral nodes; a session nobody resumes expires on
+/// its normal timeout and its ephemerals go with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_survive_a_restart_and_expire_on_their_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let (mut server, addr) = start(&data, &log).await;
+    let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
+    let timeout = Duration::from_secs(4);
+    let kept = zk::Client::connector().with_session_timeout(timeout).connect(&addr).await.unwrap();
+    let lost = zk::Client::connector().with_session_timeout(timeout).connect(&addr).await.unwrap();
+    kept.create("/kept", b"k", &eph).await.unwrap();
+    lost.create("/lost", b"l", &eph).await.unwrap();
+    let kept_session = kept.into_session();
+    drop(lost);
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+
+    let (_server, addr) = start(&data, &log).await;
+    let resumed = zk::Client::connector()
+        .with_session_timeout(timeout)
+        .with_session(kept_session)
+        .connect(&addr)
+        .await
+        .expect("the session did not survive the restart");
+    let observer = zk::Client::connect(&addr).await.unwrap();
+    assert!(observer.check_stat("/lost").await.unwrap().is_some(), "ephemeral gone before its session expired");
+    // Past the timeout: the session nobody resumed has expired; the resumed one lives.
+    tokio::time::sleep(timeout + Duration::from_secs(2)).await;
+    assert!(observer.check_stat("/lost").await.unwrap().is_none(), "ephemeral of an expired session kept");
+    assert_eq!(resumed.get_data("/kept").await.unwrap().0, b"k");
+}
