@@ -249,6 +249,10 @@ pub struct Config {
     /// Whether the `reconfig` operation is allowed (`reconfigEnabled`).
     /// Off by default, as in ZooKeeper 3.5.3+, since it changes membership.
     pub reconfig_enabled: bool,
+    /// `forceSync`: fsync the transaction log before acknowledging writes (default yes).
+    /// `no` is for benchmarks only: an acknowledged write can then be lost in a power
+    /// failure, and the server says so loudly at startup.
+    pub force_sync: bool,
     /// Keys present in the file that Corral ignored, in order of first
     /// appearance and without duplicates: ZooKeeper keys Corral does not
     /// use yet as well as unknown ones (see [`is_zookeeper_key`]). The
@@ -273,6 +277,7 @@ impl Default for Config {
             container_check_interval_ms: DEFAULT_CONTAINER_CHECK_INTERVAL_MS,
             super_digest: None,
             reconfig_enabled: false,
+            force_sync: true,
             unknown_keys: Vec::new(),
         }
     }
@@ -322,6 +327,7 @@ impl Config {
                     cfg.super_digest = Some(entry.super_digest()?);
                 }
                 "reconfigEnabled" => cfg.reconfig_enabled = entry.boolean()?,
+                "forceSync" => cfg.force_sync = entry.boolean()?,
                 other => {
                     if !cfg.unknown_keys.iter().any(|k| k == other) {
                         cfg.unknown_keys.push(other.to_owned());
@@ -688,7 +694,8 @@ mod tests {
              jute.maxbuffer=4194304\n\
              znode.container.checkIntervalMs=1000\n\
              superDigest={DIGEST}\n\
-             reconfigEnabled=true\n"
+             reconfigEnabled=true\n\
+             forceSync=no\n"
         );
         let cfg = parse(&text);
         assert_eq!(
@@ -708,6 +715,7 @@ mod tests {
                 container_check_interval_ms: 1000,
                 super_digest: Some(DIGEST.to_owned()),
                 reconfig_enabled: true,
+                force_sync: false,
                 unknown_keys: vec![],
             }
         );
@@ -1183,9 +1191,17 @@ mod tests {
     }
 
     #[test]
+    fn force_sync() {
+        assert!(Config::default().force_sync);
+        assert!(!parse("forceSync=no\n").force_sync);
+        assert!(parse("forceSync=yes\n").force_sync);
+        assert!(Config::parse("forceSync=maybe\n").is_err());
+    }
+
+    #[test]
     fn unknown_keys_values_are_not_validated() {
-        let cfg = parse("initLimit=not a number\nforceSync=maybe\n");
-        assert_eq!(cfg.unknown_keys, ["initLimit", "forceSync"]);
+        let cfg = parse("initLimit=not a number\nsnapCount=maybe\n");
+        assert_eq!(cfg.unknown_keys, ["initLimit", "snapCount"]);
     }
 
     #[test]

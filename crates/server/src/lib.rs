@@ -80,7 +80,13 @@ impl Server {
             "recovered from the transaction log"
         );
         let cfg = Arc::new(cfg);
-        let (writer, durable) = durable::spawn_writer(log);
+        if !cfg.force_sync {
+            tracing::warn!(
+                "forceSync=no: writes are acknowledged WITHOUT fsync; a power failure can lose \
+                 acknowledged writes. Use this for benchmarks only."
+            );
+        }
+        let (writer, durable) = durable::spawn_writer(log, cfg.force_sync);
         let core = Core::recovered(cfg.clone(), Box::new(writer), tree);
         let addr = SocketAddr::new(cfg.client_port_address, cfg.client_port);
         let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
