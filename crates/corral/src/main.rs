@@ -1,5 +1,7 @@
 //! `corral`: one binary for the server and its tools.
 
+mod inspect;
+
 use clap::{Parser, Subcommand};
 use corral_server::config::{is_zookeeper_key, Config};
 use corral_server::Server;
@@ -17,6 +19,21 @@ struct Cli {
 enum Command {
     /// Run a server. With no arguments: standalone on 127.0.0.1:2181, data in ./corral-data.
     Server(ServerArgs),
+    /// Print and verify what a server wrote to disk (changes nothing).
+    #[command(subcommand)]
+    Inspect(InspectCommand),
+}
+
+#[derive(Subcommand)]
+enum InspectCommand {
+    /// The transactions of a log directory (<dataDir>/log) or one segment file, with every
+    /// checksum verified; exits 1 when something does not verify.
+    Log {
+        path: PathBuf,
+        /// One JSON object per transaction instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Parser)]
@@ -42,6 +59,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server(args),
+        Command::Inspect(InspectCommand::Log { path, json }) => ExitCode::from(inspect::log(&path, json) as u8),
     }
 }
 

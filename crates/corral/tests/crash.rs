@@ -217,3 +217,52 @@ async fn sessions_survive_a_restart_and_expire_on_their_timeout() {
     assert!(observer.check_stat("/lost").await.unwrap().is_none(), "ephemeral of an expired session kept");
     assert_eq!(resumed.get_data("/kept").await.unwrap().0, b"k");
 }
+
+/// `corral inspect log` prints what was written and verifies every checksum; damage makes
+/// it name the file and exit 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inspect_log_prints_and_verifies() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let (mut server, addr) = start(&data, &log).await;
+    let client = zk::Client::connect(&addr).await.unwrap();
+    let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    client.create("/inspected", b"hello", &mode).await.unwrap();
+    client.set_data("/inspected", b"again", None).await.unwrap();
+    drop(client);
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+
+    let inspect = |json: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+        cmd.args(["inspect", "log"]).arg(data.join("log"));
+        if json {
+            cmd.arg("--json");
+        }
+        cmd.output().unwrap()
+    };
+    let out = inspect(false);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("createSession"), "{text}");
+    assert!(text.contains("create /inspected data=5B"), "{text}");
+    assert!(text.contains("setData /inspected data=5B version=1"), "{text}");
+    let out = inspect(true);
+    assert!(out.status.success());
+    let lines: Vec<&str> = std::str::from_utf8(&out.stdout).unwrap().lines().collect();
+    assert!(lines.iter().any(|l| l.contains(r#""path":"/inspected""#) && l.contains(r#""utf8":"hello""#)), "{lines:?}");
+
+    // Flip one byte inside the first batch's payload.
+    let segment = std::fs::read_dir(data.join("log")).unwrap().flatten().map(|e| e.path()).find(|p| {
+        p.file_name().unwrap().to_string_lossy().starts_with("log.")
+    });
+    let segment = segment.expect("a segment file");
+    let mut bytes = std::fs::read(&segment).unwrap();
+    bytes[36 + 12 + 20] ^= 0xff;
+    std::fs::write(&segment, bytes).unwrap();
+    let out = inspect(false);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&segment.display().to_string()) && err.contains("checksum"), "{err}");
+}
