@@ -527,7 +527,7 @@ impl Core {
             self.close_conn(conn, true);
         }
         self.sessions.remove(&id);
-        self.propose(id, 0, Txn::CloseSession, Done::Nothing);
+        self.propose_close(id, 0, Done::Nothing);
     }
 
     fn reap_containers(&mut self) {
@@ -620,6 +620,16 @@ impl Core {
         }
     }
 
+    /// Proposes the end of a session; later preps see its ephemerals as deleted.
+    fn propose_close(&mut self, session: i64, xid: i32, done: Done) {
+        let caller = Caller { session, ids: Arc::new(Vec::new()) };
+        let mut prep = Prep::with_outstanding(&self.tree, &caller, self.settings(), &self.outstanding);
+        let txn = prep.close_session(session);
+        let changes = prep.into_changes();
+        let zxid = self.propose(session, xid, txn, done);
+        self.outstanding.record(zxid, changes);
+    }
+
     /// Proposes a client's write; its reply goes out once it is applied.
     fn propose_write(&mut self, session: i64, conn: ConnId, xid: i32, txn: Txn, req: Option<Request>) -> i64 {
         if let Some(s) = self.sessions.get_mut(&session) {
@@ -668,7 +678,7 @@ impl Core {
                 }
                 self.sessions.remove(&session);
                 self.tree.watches.remove_session(session);
-                self.propose(session, xid, Txn::CloseSession, Done::Close { conn, xid });
+                self.propose_close(session, xid, Done::Close { conn, xid });
                 return None;
             }
             Request::Create { .. }

@@ -13,6 +13,9 @@
 //! - [`FileLog`] ([`file`](mod@file)): segment files in a directory (ZooKeeper's
 //!   `dataLogDir`), with group commit, preallocation and crash recovery
 //!   ([`FileLog::open`] returns an [`OpenReport`] that says what recovery cut).
+//! - [`EpochFiles`] ([`epoch`]): Zab's persisted `acceptedEpoch` and `currentEpoch` in
+//!   `dataDir` (ZooKeeper's files and format), written atomically, and [`check_startup`],
+//!   which refuses a data directory whose epochs and log disagree.
 //! - [`format`](mod@format): the on-disk encoding of segment headers, batches and
 //!   records (pure).
 //! - [`StorageError`] ([`error`]): an I/O failure (stop acknowledging writes), corrupt
@@ -23,11 +26,13 @@
 //! hold) is a bug, not an operating condition: it panics.
 
 pub mod conformance;
+pub mod epoch;
 pub mod error;
 pub mod file;
 pub mod format;
 pub mod mem;
 
+pub use epoch::{check_startup, EpochCheckError, EpochFiles};
 pub use error::StorageError;
 pub use file::{FileLog, FileLogOptions, OpenReport, SegmentInfo, TornTail};
 pub use mem::MemLog;

@@ -294,6 +294,36 @@ impl<'a> Prep<'a> {
         Txn::Multi(txns)
     }
 
+    /// Ends a session: its ephemeral nodes — those in the tree and those whose creation is
+    /// still outstanding — count as deleted for every later prep, as ZooKeeper's prep does.
+    pub fn close_session(&mut self, session: SessionId) -> Txn {
+        let mut paths: Vec<String> = self.tree.ephemerals_of(session).cloned().collect();
+        if let Some(o) = self.outstanding {
+            paths.extend(
+                o.changes
+                    .iter()
+                    .filter(|(_, (_, r))| r.as_ref().is_some_and(|r| r.ephemeral_owner == session))
+                    .map(|(p, _)| p.clone()),
+            );
+        }
+        paths.sort();
+        paths.dedup();
+        for p in paths {
+            // Skip what an earlier outstanding txn already deletes.
+            if self.rec(&p).is_err() {
+                continue;
+            }
+            if let Some(parent_path) = path::parent(&p) {
+                if let Ok(parent) = self.rec(parent_path) {
+                    let rec = Rec { num_children: parent.num_children - 1, ..parent };
+                    self.overlay.insert(parent_path.to_string(), Some(rec));
+                }
+            }
+            self.overlay.insert(p, None);
+        }
+        Txn::CloseSession
+    }
+
     /// The cleanup's delete of an empty container or expired TTL node; `None` when the
     /// node changed since it was chosen.
     pub fn delete_container(&mut self, p: &str) -> Option<Txn> {

@@ -227,3 +227,28 @@ fn pipelined_writes_see_outstanding_changes() {
     assert!(out.is_empty());
     assert_eq!(h.stat("/p").num_children, 2);
 }
+
+#[test]
+fn a_closing_session_deletes_its_ephemerals_for_later_preps() {
+    let mut h = Harness::new();
+    h.commit(7, Txn::CreateSession { timeout_ms: 4000, passwd: vec![1; 16] });
+    h.create(7, "/applied", 1).unwrap();
+    let owner = caller(7);
+    let other = caller(9);
+    let mut out = Outstanding::default();
+    // An ephemeral create still outstanding when the session closes.
+    let mut prep = Prep::with_outstanding(&h.tree, &owner, h.settings, &out);
+    let pending = prep.create(OpCode::Create, &create_req("/pending", 1)).unwrap();
+    out.record(h.zxid + 1, prep.into_changes());
+    let mut prep = Prep::with_outstanding(&h.tree, &owner, h.settings, &out);
+    let close = prep.close_session(7);
+    out.record(h.zxid + 2, prep.into_changes());
+    // Another session now sees both gone, and the root without them.
+    let mut prep = Prep::with_outstanding(&h.tree, &other, h.settings, &out);
+    assert_eq!(prep.delete("/applied", -1), Err(ErrorCode::NoNode));
+    assert_eq!(prep.delete("/pending", -1), Err(ErrorCode::NoNode));
+    assert!(prep.create(OpCode::Create, &create_req("/applied", 0)).is_ok());
+    h.commit(7, Txn::Create(pending));
+    h.commit(7, close);
+    assert!(h.tree.get("/applied").is_none() && h.tree.get("/pending").is_none());
+}
