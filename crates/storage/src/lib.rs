@@ -2,7 +2,7 @@
 //!
 //! A server acknowledges a write only once its transaction is in the log and the log is
 //! synced; after a crash it rebuilds its state from what the log holds. This crate owns
-//! the bytes on disk and the rules that make that sound. Snapshots come later.
+//! the bytes on disk and the rules that make that sound.
 //!
 //! - [`Log`]: the trait every log implements, with its durability contract. The server and
 //!   the coming Zab driver are written against it.
@@ -16,6 +16,8 @@
 //! - [`EpochFiles`] ([`epoch`]): Zab's persisted `acceptedEpoch` and `currentEpoch` in
 //!   `dataDir` (ZooKeeper's files and format), written atomically, and [`check_startup`],
 //!   which refuses a data directory whose epochs and log disagree.
+//! - [`snapshot`]: snapshot files (a whole tree as of one zxid), written atomically,
+//!   verified by checksum before they are trusted, and retained by count.
 //! - [`format`](mod@format): the on-disk encoding of segment headers, batches and
 //!   records (pure).
 //! - [`StorageError`] ([`error`]): an I/O failure (stop acknowledging writes), corrupt
@@ -31,6 +33,7 @@ pub mod error;
 pub mod file;
 pub mod format;
 pub mod mem;
+pub mod snapshot;
 
 pub use epoch::{check_startup, EpochCheckError, EpochFiles};
 pub use error::StorageError;
