@@ -28,10 +28,18 @@ impl Drop for Proc {
 }
 
 async fn start(dir: &Path, log: &Path) -> (Proc, String) {
+    start_with(dir, log, &[]).await
+}
+
+async fn start_with(dir: &Path, log: &Path, cfg: &[&str]) -> (Proc, String) {
     let port = free_port();
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    let cfg_file = log.with_extension("cfg");
+    std::fs::write(&cfg_file, cfg.join("\n")).unwrap();
     let child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args(["server", "--port", &port.to_string(), "--data-dir"])
+        .args(["server", "--port", &port.to_string(), "--config"])
+        .arg(&cfg_file)
+        .arg("--data-dir")
         .arg(dir)
         .stdin(Stdio::null())
         .stderr(stderr)
@@ -265,4 +273,45 @@ async fn inspect_log_prints_and_verifies() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&segment.display().to_string()) && err.contains("checksum"), "{err}");
+}
+
+/// Snapshots are taken every so many transactions without stopping writes, old ones are
+/// purged, and a restart starts from the newest one plus the log after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_are_taken_purged_and_used_at_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let cfg = ["snapCount=200", "autopurge.purgeInterval=1", "autopurge.snapRetainCount=3"];
+    let (mut server, addr) = start_with(&data, &log, &cfg).await;
+    let client = zk::Client::connect(&addr).await.unwrap();
+    let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    client.create("/s", b"", &mode).await.unwrap();
+    for i in 0..2000 {
+        client.create(&format!("/s/n{i}"), format!("v{i}").as_bytes(), &mode).await.unwrap();
+    }
+    client.set_data("/s/n7", b"changed", None).await.unwrap();
+    // Snapshots come from their own thread; give it a moment to catch up.
+    let snaps = data.join("snapshots");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let count = || std::fs::read_dir(&snaps).unwrap().flatten().filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp")).count();
+    while count() == 0 {
+        assert!(Instant::now() < deadline, "no snapshot was written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(count() <= 3, "old snapshots were not purged: {}", count());
+    drop(client);
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+
+    let (_server, addr) = start_with(&data, &log, &cfg).await;
+    let client = zk::Client::connect(&addr).await.unwrap();
+    let (children, _) = client.get_children("/s").await.unwrap();
+    assert_eq!(children.len(), 2000);
+    assert_eq!(client.get_data("/s/n7").await.unwrap().0, b"changed");
+    assert_eq!(client.get_data("/s/n1999").await.unwrap().0, b"v1999");
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("snapshot written"), "{text}");
+    assert!(text.contains("starting from snapshot"), "the restart did not use a snapshot: {text}");
 }

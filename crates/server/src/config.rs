@@ -253,6 +253,15 @@ pub struct Config {
     /// `no` is for benchmarks only: an acknowledged write can then be lost in a power
     /// failure, and the server says so loudly at startup.
     pub force_sync: bool,
+    /// `snapCount`: a snapshot is taken after about this many transactions (each server
+    /// picks a random point between half and all of it, so ensemble members do not
+    /// snapshot together). Default 100000.
+    pub snap_count: u32,
+    /// `autopurge.snapRetainCount`: snapshots kept by the purge (at least 3). Default 3.
+    pub snap_retain_count: u32,
+    /// `autopurge.purgeInterval`: hours between purges of old snapshots and the log
+    /// segments they cover; 0 (the default, as in ZooKeeper) never purges.
+    pub purge_interval_hours: u32,
     /// Keys present in the file that Corral ignored, in order of first
     /// appearance and without duplicates: ZooKeeper keys Corral does not
     /// use yet as well as unknown ones (see [`is_zookeeper_key`]). The
@@ -278,6 +287,9 @@ impl Default for Config {
             super_digest: None,
             reconfig_enabled: false,
             force_sync: true,
+            snap_count: 100_000,
+            snap_retain_count: 3,
+            purge_interval_hours: 0,
             unknown_keys: Vec::new(),
         }
     }
@@ -328,6 +340,15 @@ impl Config {
                 }
                 "reconfigEnabled" => cfg.reconfig_enabled = entry.boolean()?,
                 "forceSync" => cfg.force_sync = entry.boolean()?,
+                "snapCount" => {
+                    cfg.snap_count = entry.count()?;
+                    if cfg.snap_count < 2 {
+                        return Err(entry.invalid("must be at least 2"));
+                    }
+                }
+                // ZooKeeper raises a retain count below 3 to 3; so do we.
+                "autopurge.snapRetainCount" => cfg.snap_retain_count = entry.count()?.max(3),
+                "autopurge.purgeInterval" => cfg.purge_interval_hours = entry.count()?,
                 other => {
                     if !cfg.unknown_keys.iter().any(|k| k == other) {
                         cfg.unknown_keys.push(other.to_owned());
@@ -716,6 +737,9 @@ mod tests {
                 super_digest: Some(DIGEST.to_owned()),
                 reconfig_enabled: true,
                 force_sync: false,
+                snap_count: 100_000,
+                snap_retain_count: 3,
+                purge_interval_hours: 0,
                 unknown_keys: vec![],
             }
         );
@@ -745,12 +769,12 @@ mod tests {
         assert_eq!(cfg.max_session_timeout_ms, 40000);
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/zookeeper"));
         assert_eq!(cfg.max_client_cnxns, 60);
+        assert_eq!(cfg.purge_interval_hours, 1);
         assert_eq!(
             cfg.unknown_keys,
             [
                 "initLimit",
                 "syncLimit",
-                "autopurge.purgeInterval",
                 "server.1",
                 "server.2",
                 "admin.enableServer",
@@ -1174,7 +1198,7 @@ mod tests {
     #[test]
     fn unknown_keys_are_collected_once_in_order() {
         let cfg = parse(
-            "initLimit=10\nclientport=2182\nserver.1=a:1:2\ninitLimit=11\nfoo.bar: baz\nsnapCount=1\n",
+            "initLimit=10\nclientport=2182\nserver.1=a:1:2\ninitLimit=11\nfoo.bar: baz\nsyncLimit=1\n",
         );
         assert_eq!(
             cfg.unknown_keys,
@@ -1183,11 +1207,19 @@ mod tests {
                 "clientport",
                 "server.1",
                 "foo.bar",
-                "snapCount"
+                "syncLimit"
             ]
         );
         // The misspelt key did not take effect: keys are case-sensitive.
         assert_eq!(cfg.client_port, 2181);
+    }
+
+    #[test]
+    fn snapshots_and_purge() {
+        let cfg = parse("snapCount=500\nautopurge.snapRetainCount=1\nautopurge.purgeInterval=2\n");
+        assert_eq!((cfg.snap_count, cfg.snap_retain_count, cfg.purge_interval_hours), (500, 3, 2));
+        assert!(Config::parse("snapCount=1\n").is_err());
+        assert!(Config::parse("autopurge.purgeInterval=-1\n").is_err());
     }
 
     #[test]
@@ -1200,8 +1232,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_values_are_not_validated() {
-        let cfg = parse("initLimit=not a number\nsnapCount=maybe\n");
-        assert_eq!(cfg.unknown_keys, ["initLimit", "snapCount"]);
+        let cfg = parse("initLimit=not a number\nsyncLimit=maybe\n");
+        assert_eq!(cfg.unknown_keys, ["initLimit", "syncLimit"]);
     }
 
     #[test]

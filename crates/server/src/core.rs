@@ -183,6 +183,9 @@ pub struct Core {
     proposed: VecDeque<Proposed>,
     /// The zxid of the last proposed transaction.
     last_proposed: i64,
+    /// Where to ask for snapshots, and after how many more applied transactions.
+    snapshots: Option<std::sync::mpsc::Sender<i64>>,
+    until_snapshot: u64,
     pub(crate) sessions: HashMap<i64, Session>,
     pub(crate) conns: HashMap<ConnId, Conn>,
     next_session: i64,
@@ -237,6 +240,8 @@ impl Core {
             outstanding: Outstanding::default(),
             proposed: VecDeque::new(),
             last_proposed: 0,
+            snapshots: None,
+            until_snapshot: u64::MAX,
             sessions,
             conns: HashMap::new(),
             next_session,
@@ -246,6 +251,20 @@ impl Core {
             latency: Latency::default(),
             auth_failed: 0,
         }
+    }
+
+    /// Takes a snapshot through `to` every so many transactions (zoo.cfg `snapCount`).
+    pub fn with_snapshots(mut self, to: std::sync::mpsc::Sender<i64>) -> Core {
+        self.snapshots = Some(to);
+        self.until_snapshot = self.next_snapshot_gap();
+        self
+    }
+
+    /// ZooKeeper's spacing: a random point between half and all of snapCount, so that
+    /// the members of an ensemble do not all snapshot at once.
+    fn next_snapshot_gap(&self) -> u64 {
+        let n = self.cfg.snap_count.max(2) as u64;
+        n / 2 + rand::random::<u64>() % (n / 2).max(1)
     }
 
     /// Runs until every sender is gone.
@@ -303,6 +322,14 @@ impl Core {
             self.outstanding.applied(hdr.zxid);
             self.deliver(&events);
             self.finish(hdr, result, done);
+            self.until_snapshot = self.until_snapshot.saturating_sub(1);
+        }
+        if self.until_snapshot == 0 {
+            if let Some(to) = &self.snapshots {
+                // Everything applied is durable, so the snapshot thread can rebuild it.
+                let _ = to.send(self.tree.last_zxid());
+            }
+            self.until_snapshot = self.next_snapshot_gap();
         }
     }
 

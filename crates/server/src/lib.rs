@@ -54,12 +54,20 @@ pub fn log_dir(cfg: &Config) -> std::path::PathBuf {
     cfg.data_log_dir.as_ref().unwrap_or(&cfg.data_dir).join("log")
 }
 
+/// Where snapshots live: `<dataDir>/snapshots`.
+pub fn snapshot_dir(cfg: &Config) -> std::path::PathBuf {
+    cfg.data_dir.join("snapshots")
+}
+
 impl Server {
     /// Recovers the tree from the transaction log, then binds the client port: clients
     /// can connect only once everything acknowledged before is back.
     pub async fn bind(cfg: Config) -> Result<Server, ServerError> {
         let dir = log_dir(&cfg);
-        std::fs::create_dir_all(&dir).map_err(|source| ServerError::DataDir { path: dir.clone(), source })?;
+        let snap_dir = snapshot_dir(&cfg);
+        for d in [&dir, &snap_dir] {
+            std::fs::create_dir_all(d).map_err(|source| ServerError::DataDir { path: d.clone(), source })?;
+        }
         let started = std::time::Instant::now();
         let options = corral_storage::FileLogOptions { preallocate_bytes: 16 << 20, ..Default::default() };
         let (log, report) = corral_storage::FileLog::open(&dir, options)?;
@@ -69,7 +77,7 @@ impl Server {
         for f in &report.removed {
             tracing::warn!(file = %f.display(), "recovery: removed an unfinished log file");
         }
-        let tree = durable::recover(&log)?;
+        let tree = durable::recover(&snap_dir, &log)?;
         tracing::info!(
             records = report.records,
             segments = report.segments,
@@ -87,7 +95,16 @@ impl Server {
             );
         }
         let (writer, durable) = durable::spawn_writer(log, cfg.force_sync);
-        let core = Core::recovered(cfg.clone(), Box::new(writer), tree);
+        let snapshotter = durable::spawn_snapshotter(
+            durable::SnapshotSettings {
+                snap_dir,
+                log_dir: dir,
+                retain: cfg.snap_retain_count as usize,
+                purge_interval_hours: cfg.purge_interval_hours,
+            },
+            &writer,
+        );
+        let core = Core::recovered(cfg.clone(), Box::new(writer), tree).with_snapshots(snapshotter);
         let addr = SocketAddr::new(cfg.client_port_address, cfg.client_port);
         let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
         Ok(Server { cfg, listener, core, durable })

@@ -51,7 +51,7 @@ impl DataTree {
     }
 
     /// Writes the whole tree to `out`.
-    pub fn write_snapshot(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+    pub fn write_snapshot<W: std::io::Write + ?Sized>(&self, out: &mut W) -> std::io::Result<()> {
         let mut w = Writer::new();
         w.i32(MAGIC).i32(VERSION).i64(self.last_zxid);
         w.i32(self.sessions.len() as i32);
