@@ -88,3 +88,22 @@ async fn ip_identity_follows_the_connection() {
     assert_eq!(resumed.session_id, resp.session_id);
     assert_eq!(b.call(op::GET_DATA, &body_path_watch("/iponly", false)).await.header.err, err::NO_AUTH);
 }
+
+/// A closeSession sent right behind a write still lets the session hear of that write's
+/// change: the session ends when the close is applied, not when it is received.
+#[tokio::test]
+async fn close_session_right_after_a_write_keeps_its_watch_event() {
+    let server = Server::start();
+    let (mut a, _) = server.raw_session(10_000).await;
+    assert_eq!(a.call(op::CREATE, &body_create("/w", b"1", 0)).await.header.err, 0);
+    assert_eq!(a.call(op::GET_DATA, &body_path_watch("/w", true)).await.header.err, 0);
+    let mut bytes = request_frame(50, op::SET_DATA, &body_set_data("/w", b"2", -1));
+    bytes.extend(request_frame(51, op::CLOSE_SESSION, &[]));
+    a.send_bytes(&bytes).await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(frame) = a.read_frame(Duration::from_secs(5)).await {
+        let xid = i32::from_be_bytes(frame[0..4].try_into().unwrap());
+        seen.push(xid);
+    }
+    assert_eq!(seen, vec![-1, 50, 51], "expected the event, the setData reply, then the close reply");
+}

@@ -121,6 +121,9 @@ pub(crate) struct Session {
     pending_writes: usize,
     /// Requests that must wait for those writes (reads, and anything after them).
     queue: VecDeque<Queued>,
+    /// Its closeSession is proposed: it takes no more requests and cannot be resumed,
+    /// but its watches still hear of the changes applied before the close.
+    closing: bool,
 }
 
 /// Per-connection figures reported by `cons` / `stat`.
@@ -186,6 +189,8 @@ pub struct Core {
     /// Where to ask for snapshots, and after how many more applied transactions.
     snapshots: Option<std::sync::mpsc::Sender<i64>>,
     until_snapshot: u64,
+    /// The log stopped taking writes: writes are refused, reads go on.
+    log_failed: bool,
     pub(crate) sessions: HashMap<i64, Session>,
     pub(crate) conns: HashMap<ConnId, Conn>,
     next_session: i64,
@@ -229,6 +234,7 @@ impl Core {
                     expires_at: now + Duration::from_millis(info.timeout_ms.max(0) as u64),
                     pending_writes: 0,
                     queue: VecDeque::new(),
+                    closing: false,
                 };
                 (*id, s)
             })
@@ -242,6 +248,7 @@ impl Core {
             last_proposed: 0,
             snapshots: None,
             until_snapshot: u64::MAX,
+            log_failed: false,
             sessions,
             conns: HashMap::new(),
             next_session,
@@ -281,7 +288,11 @@ impl Core {
                     Some(m) => self.handle(m),
                     None => return,
                 },
-                Some(zxid) = durable.recv() => self.on_durable(zxid),
+                zxid = durable.recv(), if !self.log_failed => match zxid {
+                    Some(zxid) => self.on_durable(zxid),
+                    // The writer thread stopped: the disk failed (it said why).
+                    None => self.on_log_failed(),
+                },
                 _ = expiry.tick() => self.expire_sessions(Instant::now()),
                 _ = containers.tick() => self.reap_containers(),
             }
@@ -333,6 +344,40 @@ impl Core {
         }
     }
 
+    /// The log can take no more writes. What was proposed will never be acknowledged:
+    /// the connections waiting for it are closed (their clients see connection loss, the
+    /// honest answer for a write whose fate they cannot know), new sessions are refused,
+    /// and from now on every write closes its connection. Reads and pings go on; sessions
+    /// stop expiring, since their end could not be recorded.
+    fn on_log_failed(&mut self) {
+        tracing::error!("writes are refused from now on; reads go on. Fix the disk and restart the server.");
+        self.log_failed = true;
+        for p in std::mem::take(&mut self.proposed) {
+            match p.done {
+                Done::Nothing => {}
+                Done::Connect { reply, .. } => {
+                    let _ = reply.send(Handshake::Refused(None));
+                }
+                Done::Reply { conn, .. } | Done::Close { conn, .. } => self.close_conn(conn, true),
+            }
+        }
+        self.outstanding = Outstanding::default();
+        for s in self.sessions.values_mut() {
+            s.pending_writes = 0;
+        }
+        let waiting: Vec<i64> = self.sessions.keys().copied().collect();
+        for id in waiting {
+            self.drain(id);
+        }
+    }
+
+    /// Gives back a connection's permit for one request in flight.
+    fn release(&self, conn: ConnId) {
+        if let Some(c) = self.conns.get(&conn) {
+            c.shared.in_flight.add_permits(1);
+        }
+    }
+
     fn finish(&mut self, hdr: TxnHeader, result: TxnResult, done: Done) {
         match done {
             Done::Nothing => {}
@@ -341,7 +386,11 @@ impl Core {
                 let _ = reply.send(if accepted { Handshake::Accepted(frame) } else { Handshake::Refused(None) });
             }
             Done::Close { conn, xid } => {
+                // The session ends here, after the events of everything applied before.
+                self.tree.watches.remove_session(hdr.session);
+                self.sessions.remove(&hdr.session);
                 self.send(conn, encode::error(xid, hdr.zxid, ErrorCode::Ok));
+                self.release(conn);
                 self.close_conn(conn, true);
             }
             Done::Reply { conn, xid, req } => {
@@ -354,6 +403,7 @@ impl Core {
                     c.stats.last_zxid = hdr.zxid;
                 }
                 self.send(conn, frame);
+                self.release(conn);
                 if let Some(s) = self.sessions.get_mut(&hdr.session) {
                     s.pending_writes -= 1;
                 }
@@ -435,6 +485,15 @@ impl Core {
             Ok(answer) => {
                 let _ = reply.send(answer);
             }
+            // The log takes no writes, so no session can be created: the client goes
+            // elsewhere.
+            Err((id, ..)) if self.log_failed => {
+                self.sessions.remove(&id);
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.session = None;
+                }
+                let _ = reply.send(Handshake::Refused(None));
+            }
             // A new session: answered once its creation is durable.
             Err((id, timeout_ms, passwd, frame)) => {
                 self.propose(id, 0, Txn::CreateSession { timeout_ms, passwd }, Done::Connect { conn, reply, frame });
@@ -469,7 +528,7 @@ impl Core {
             let Some(s) = self.sessions.get(&req.session_id) else {
                 return Ok(Handshake::Refused(Some(frame_of(&expired))));
             };
-            if s.passwd != req.passwd {
+            if s.passwd != req.passwd || s.closing {
                 return Ok(Handshake::Refused(Some(frame_of(&expired))));
             }
             // A reconnect: the session moves to this connection; the old one is closed.
@@ -496,6 +555,7 @@ impl Core {
                     expires_at: Instant::now() + Duration::from_millis(timeout_ms as u64),
                     pending_writes: 0,
                     queue: VecDeque::new(),
+                    closing: false,
                 },
             );
             id
@@ -527,6 +587,9 @@ impl Core {
     }
 
     fn expire_sessions(&mut self, now: Instant) {
+        if self.log_failed {
+            return;
+        }
         let conns = &self.conns;
         let expired: Vec<i64> = self
             .sessions
@@ -538,7 +601,7 @@ impl Core {
                     let heard = c.shared.last_heard() + Duration::from_millis(s.timeout_ms as u64);
                     s.expires_at = s.expires_at.max(heard);
                 }
-                (s.expires_at <= now).then_some(*id)
+                (s.expires_at <= now && !s.closing).then_some(*id)
             })
             .collect();
         for id in expired {
@@ -558,6 +621,9 @@ impl Core {
     }
 
     fn reap_containers(&mut self) {
+        if self.log_failed {
+            return;
+        }
         let caller = Caller { session: 0, ids: Arc::new(vec![Id::new("super", "")]) };
         for p in self.tree.expired_containers(now_ms()) {
             let mut prep = Prep::with_outstanding(&self.tree, &caller, self.settings(), &self.outstanding);
@@ -577,20 +643,27 @@ impl Core {
     fn request(&mut self, conn: ConnId, xid: i32, op: i32, req: Result<Request, DecodeError>) {
         self.packets_received += 1;
         let Some(c) = self.conns.get_mut(&conn) else { return };
-        c.shared.in_flight.add_permits(1);
-        let Some(session) = c.session else { return };
+        let Some(session) = c.session else {
+            // The connection no longer serves a session: the request is dropped.
+            c.shared.in_flight.add_permits(1);
+            return;
+        };
         c.stats.received += 1;
         c.stats.last_op = OpCode::from_i32(op).map(OpCode::short_name).unwrap_or("UNKN");
         if xid >= 0 {
             c.stats.last_cxid = xid;
         }
-        let Some(s) = self.sessions.get_mut(&session) else { return };
+        let Some(s) = self.sessions.get_mut(&session) else {
+            self.release(conn);
+            return;
+        };
         s.expires_at = Instant::now() + Duration::from_millis(s.timeout_ms as u64);
         if matches!(req, Ok(Request::Ping)) {
             // Pings carry no order: answered at once, with the ping xid whatever the
             // client used.
             let frame = encode::error(corral_proto::XID_PING, self.tree.last_zxid(), ErrorCode::Ok);
             self.send(conn, frame);
+            self.release(conn);
             return;
         }
         let q = Queued { conn, xid, op, req };
@@ -603,11 +676,21 @@ impl Core {
         self.process(session, q);
     }
 
-    /// Handles one request whose turn has come.
+    /// Handles one request whose turn has come. Its permit goes back when it is answered:
+    /// here for a read, once applied for a write.
     fn process(&mut self, session: i64, q: Queued) {
         let started = Instant::now();
         let Queued { conn, xid, op, req } = q;
-        let Some(s) = self.sessions.get(&session) else { return };
+        if self.log_failed && is_write(op, &req) {
+            // No write can be recorded: the client sees connection loss.
+            self.release(conn);
+            self.close_conn(conn, true);
+            return;
+        }
+        let Some(s) = self.sessions.get(&session) else {
+            self.release(conn);
+            return;
+        };
         let caller = Caller { session, ids: s.ids.clone() };
         let last = self.tree.last_zxid();
         let answer = match req {
@@ -636,6 +719,7 @@ impl Core {
                 c.stats.last_zxid = i64::from_be_bytes(frame[8..16].try_into().expect("reply header"));
             }
             self.send(conn, frame);
+            self.release(conn);
             if close {
                 self.close_conn(conn, true);
             }
@@ -699,12 +783,14 @@ impl Core {
                 (encode::error(xid, last, ok), false)
             }
             Request::CloseSession => {
-                // The session ends now for this connection: later requests are dropped.
+                // The connection takes no more requests; the session itself ends when the
+                // close is applied, so events of earlier writes still reach it.
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.session = None;
                 }
-                self.sessions.remove(&session);
-                self.tree.watches.remove_session(session);
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.closing = true;
+                }
                 self.propose_close(session, xid, Done::Close { conn, xid });
                 return None;
             }

@@ -333,6 +333,7 @@ impl<'a> Prep<'a> {
         {
             return None;
         }
-        Some(Txn::Delete { path: p.to_string() })
+        // Through the overlay like any delete, so later preps see the node gone.
+        self.delete(p, -1).ok()
     }
 }

@@ -252,3 +252,20 @@ fn a_closing_session_deletes_its_ephemerals_for_later_preps() {
     h.commit(7, close);
     assert!(h.tree.get("/applied").is_none() && h.tree.get("/pending").is_none());
 }
+
+#[test]
+fn a_pending_container_delete_is_seen_by_later_preps() {
+    let mut h = Harness::new();
+    let c = caller(1);
+    let txn = Prep::new(&h.tree, &c, h.settings).create(OpCode::CreateContainer, &create_req("/c", 4)).unwrap();
+    h.commit(1, Txn::Create(txn));
+    h.create(1, "/c/x", 0).unwrap();
+    h.delete("/c/x", -1).unwrap();
+    let mut out = Outstanding::default();
+    let mut prep = Prep::with_outstanding(&h.tree, &c, h.settings, &out);
+    assert!(prep.delete_container("/c").is_some());
+    out.record(h.zxid + 1, prep.into_changes());
+    let mut prep = Prep::with_outstanding(&h.tree, &c, h.settings, &out);
+    assert_eq!(prep.create(OpCode::Create, &create_req("/c/m", 0)), Err(ErrorCode::NoNode));
+    assert!(prep.delete_container("/c").is_none(), "the reaper proposed the same delete twice");
+}
