@@ -34,6 +34,14 @@ enum InspectCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The nodes and sessions of a snapshot file (<dataDir>/snapshots/snapshot.<zxid>),
+    /// after verifying its checksum; exits 1 when it does not verify.
+    Snapshot {
+        path: PathBuf,
+        /// One JSON object per node instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Parser)]
@@ -60,6 +68,9 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => server(args),
         Command::Inspect(InspectCommand::Log { path, json }) => ExitCode::from(inspect::log(&path, json) as u8),
+        Command::Inspect(InspectCommand::Snapshot { path, json }) => {
+            ExitCode::from(inspect::snapshot(&path, json) as u8)
+        }
     }
 }
 
