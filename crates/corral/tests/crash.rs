@@ -377,3 +377,64 @@ async fn a_torn_tail_is_cut_and_the_rest_kept() {
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("torn tail"), "{text}");
 }
+
+/// Unmounts a filesystem mounted for a test.
+struct Mount(std::path::PathBuf);
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A full disk: the write that cannot be logged is never acknowledged, the server stays
+/// up, reads go on, and after a restart every acknowledged write is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_writes_not_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("small-disk");
+    std::fs::create_dir_all(&data).unwrap();
+    let mounted = Command::new("mount").args(["-t", "tmpfs", "-o", "size=40m", "tmpfs"]).arg(&data).status();
+    if !mounted.map(|s| s.success()).unwrap_or(false) {
+        eprintln!("SKIPPED: cannot mount a small tmpfs here (needs root)");
+        return;
+    }
+    let _mount = Mount(data.clone());
+    let log = dir.path().join("server.log");
+    let (mut server, addr) = start(&data, &log).await;
+    let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    let reader = zk::Client::connect(&addr).await.unwrap();
+    reader.create("/before", b"kept", &mode).await.unwrap();
+
+    let writer = zk::Client::connect(&addr).await.unwrap();
+    let big = vec![7u8; 900_000];
+    let mut acked = Vec::new();
+    let mut refused = false;
+    for i in 0..200 {
+        let path = format!("/big{i}");
+        match tokio::time::timeout(Duration::from_secs(10), writer.create(&path, &big, &mode)).await {
+            Ok(Ok(_)) => acked.push(path),
+            Ok(Err(_)) | Err(_) => {
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused, "40 MB took {} writes of 900 kB", acked.len());
+    assert!(!acked.is_empty());
+    // The server is up and still answers reads on an existing session.
+    assert!(server.0.try_wait().unwrap().is_none(), "the server exited");
+    assert_eq!(reader.get_data("/before").await.unwrap().0, b"kept");
+    assert!(reader.check_stat(&acked[0]).await.unwrap().is_some());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("cannot take writes"), "{text}");
+
+    // After a restart (the disk still full) every acknowledged write is there.
+    drop((reader, writer));
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let (_server, addr) = start(&data, &log).await;
+    let client = zk::Client::connect(&addr).await.unwrap();
+    for p in &acked {
+        assert_eq!(client.get_data(p).await.unwrap().0.len(), big.len(), "{p}");
+    }
+}
