@@ -36,21 +36,24 @@ async fn start_with(dir: &Path, log: &Path, cfg: &[&str]) -> (Proc, String) {
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     let cfg_file = log.with_extension("cfg");
     std::fs::write(&cfg_file, cfg.join("\n")).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_corral"))
-        .args(["server", "--port", &port.to_string(), "--config"])
-        .arg(&cfg_file)
-        .arg("--data-dir")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stderr(stderr)
-        .spawn()
-        .unwrap();
+    // Owned by `Proc` at once, so a failed start still kills and reaps it.
+    let child = Proc(
+        Command::new(env!("CARGO_BIN_EXE_corral"))
+            .args(["server", "--port", &port.to_string(), "--config"])
+            .arg(&cfg_file)
+            .arg("--data-dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stderr(stderr)
+            .spawn()
+            .unwrap(),
+    );
     let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(2), zk::Client::connect(&addr)).await {
             drop(c);
-            return (Proc(child), addr);
+            return (child, addr);
         }
         assert!(Instant::now() < deadline, "server did not come up; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -82,6 +85,9 @@ async fn read_all(client: &zk::Client, paths: Vec<String>) -> HashMap<String, Op
     }
     out
 }
+
+/// Paths written with their values, shared with the writing task.
+type Writes = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
 
 /// Writes per round: enough that most kills land mid-stream, few enough that checking
 /// everything after each restart stays quick.
@@ -133,8 +139,8 @@ async fn acknowledged_writes_survive_sigkill() {
         }
 
         // Pipelined writes until the kill.
-        let done: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
-        let sent: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+        let done: Writes = Arc::default();
+        let sent: Writes = Arc::default();
         let writer = {
             let (client, done, sent, mode) = (client.clone(), done.clone(), sent.clone(), mode.clone());
             tokio::spawn(async move {
