@@ -250,13 +250,13 @@ async fn reconfig_is_disabled_in_standalone() {
     let (mut raw, _) = server.raw_session(10_000).await;
     let mut w = Writer::new();
     // ReconfigRequest: joiningServers, leavingServers, newMembers, curConfigId.
-    w.string("").string("").string("server.1=127.0.0.1:2888:3888;2181").i64(-1);
+    w.string("").string("").string("server.1=127.0.0.1:12888:13888;12181").i64(-1);
     let r = raw.call(op::RECONFIG, &w.buf).await;
     assert_eq!(r.header.err, err::RECONFIG_DISABLED);
     assert!(r.body.is_empty());
     // The crate maps it too.
     let c = server.connect().await;
-    let update = zk::EnsembleUpdate::New { ensemble: ["server.1=127.0.0.1:2888:3888;2181"].into_iter() };
+    let update = zk::EnsembleUpdate::New { ensemble: ["server.1=127.0.0.1:12888:13888;12181"].into_iter() };
     assert_eq!(c.update_ensemble(update, None).await, Err(zk::Error::ReconfigDisabled));
 }
 
