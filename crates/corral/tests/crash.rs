@@ -444,3 +444,52 @@ async fn a_full_disk_stops_writes_not_reads() {
         assert_eq!(client.get_data(p).await.unwrap().0.len(), big.len(), "{p}");
     }
 }
+
+/// Damage in the middle of the log — in a segment that is not the last one, so it cannot
+/// be a torn write — stops startup with a message naming the file; nothing is skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mid_log_corruption_stops_startup_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let log = dir.path().join("server.log");
+    let (mut server, addr) = start(&data, &log).await;
+    let client = zk::Client::connect(&addr).await.unwrap();
+    let mode = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    // Past the 64 MiB segment size, so the log rolls over to a second segment.
+    let big = vec![3u8; 900_000];
+    for i in 0..80 {
+        client.create(&format!("/m{i}"), &big, &mode).await.unwrap();
+    }
+    drop(client);
+    server.0.kill().unwrap();
+    server.0.wait().unwrap();
+    let mut segments: Vec<_> = std::fs::read_dir(data.join("log"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("log."))
+        .collect();
+    segments.sort();
+    assert!(segments.len() >= 2, "expected a rollover: {segments:?}");
+    let first = &segments[0];
+    let mut bytes = std::fs::read(first).unwrap();
+    bytes[1_000_000] ^= 0x5a;
+    std::fs::write(first, bytes).unwrap();
+
+    let out = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_corral"))
+            .args(["server", "--port", &free_port().to_string(), "--data-dir"])
+            .arg(&data)
+            .stdin(Stdio::null())
+            .kill_on_drop(true)
+            .output(),
+    )
+    .await
+    .expect("the server did not stop on a corrupt log")
+    .unwrap();
+    assert!(!out.status.success(), "the server started on a corrupt log");
+    let err = String::from_utf8_lossy(&out.stderr);
+    let name = first.file_name().unwrap().to_string_lossy().to_string();
+    assert!(err.contains(&name) && err.contains("corrupt"), "{err}");
+}
