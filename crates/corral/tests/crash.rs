@@ -60,6 +60,18 @@ async fn start_with(dir: &Path, log: &Path, cfg: &[&str]) -> (Proc, String) {
     }
 }
 
+/// The log segment files under a data directory, oldest first.
+fn log_segments(data: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = std::fs::read_dir(data.join("log"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("log."))
+        .collect();
+    v.sort();
+    v
+}
+
 /// Reads many nodes with many requests in flight: `None` for a node that does not exist.
 async fn read_all(client: &zk::Client, paths: Vec<String>) -> HashMap<String, Option<Vec<u8>>> {
     let mut out = HashMap::new();
@@ -268,10 +280,7 @@ async fn inspect_log_prints_and_verifies() {
     assert!(lines.iter().any(|l| l.contains(r#""path":"/inspected""#) && l.contains(r#""utf8":"hello""#)), "{lines:?}");
 
     // Flip one byte inside the first batch's payload.
-    let segment = std::fs::read_dir(data.join("log")).unwrap().flatten().map(|e| e.path()).find(|p| {
-        p.file_name().unwrap().to_string_lossy().starts_with("log.")
-    });
-    let segment = segment.expect("a segment file");
+    let segment = log_segments(&data).into_iter().next().expect("a segment file");
     let mut bytes = std::fs::read(&segment).unwrap();
     bytes[36 + 12 + 20] ^= 0xff;
     std::fs::write(&segment, bytes).unwrap();
@@ -362,13 +371,7 @@ async fn a_torn_tail_is_cut_and_the_rest_kept() {
     server.0.wait().unwrap();
 
     // Zero the last bytes of the last batch, as a write cut short would leave them.
-    let segment = std::fs::read_dir(data.join("log"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("log."))
-        .max()
-        .unwrap();
+    let segment = log_segments(&data).pop().expect("a segment file");
     let mut bytes = std::fs::read(&segment).unwrap();
     let end = bytes.iter().rposition(|b| *b != 0).unwrap() + 1;
     bytes[end - 8..end].fill(0);
@@ -463,13 +466,7 @@ async fn mid_log_corruption_stops_startup_naming_the_file() {
     drop(client);
     server.0.kill().unwrap();
     server.0.wait().unwrap();
-    let mut segments: Vec<_> = std::fs::read_dir(data.join("log"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("log."))
-        .collect();
-    segments.sort();
+    let segments = log_segments(&data);
     assert!(segments.len() >= 2, "expected a rollover: {segments:?}");
     let first = &segments[0];
     let mut bytes = std::fs::read(first).unwrap();

@@ -77,6 +77,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
+use crate::file::fsio::sync_dir;
 use crate::StorageError;
 
 /// The file holding the last epoch this server accepted (acknowledged NEWEPOCH for).
@@ -342,13 +343,6 @@ fn tmp_name(name: &str) -> String {
     format!("{name}{TMP_SUFFIX}")
 }
 
-/// Makes the directory's entries (the renamed file) durable. The same as the log's helper
-/// in `file::fsio`, which is private to the log.
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StorageError::io("fsync directory", dir, e))
-}
 
 #[cfg(test)]
 mod tests {

@@ -9,6 +9,7 @@
 //! `<name>.tmp`, fsynced, renamed, and the directory fsynced.
 
 use crate::error::StorageError;
+use crate::file::fsio::sync_dir;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -59,10 +60,6 @@ impl Write for Summing {
     fn flush(&mut self) -> io::Result<()> {
         self.file.flush()
     }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StorageError::io("fsync directory", dir, e))
 }
 
 /// Writes the snapshot of `zxid` into `dir`; `body` writes the tree. Returns the file.

@@ -67,7 +67,7 @@ pub(super) fn file_len(file: &File, path: &Path) -> Result<u64, StorageError> {
 }
 
 /// Makes the directory's entries (created, renamed, removed files) durable.
-pub(super) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| StorageError::io("fsync directory", dir, e))

@@ -77,7 +77,7 @@ use crate::format::{
 };
 use crate::{assert_appendable, Log, Record, StorageError};
 
-mod fsio;
+pub(crate) mod fsio;
 mod recovery;
 
 use fsio::{cut_file, file_len, preallocate, round_up, sync_dir, tmp_path};
