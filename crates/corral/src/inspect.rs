@@ -36,7 +36,7 @@ fn acl_json(acl: &[Acl]) -> Value {
     acl.iter().map(|a| json!({"perms": a.perms, "scheme": a.id.scheme, "id": a.id.id})).collect()
 }
 
-fn data_json(d: &Option<Vec<u8>>) -> Value {
+fn data_json(d: Option<&[u8]>) -> Value {
     match d {
         None => Value::Null,
         Some(d) => match std::str::from_utf8(d) {
@@ -51,11 +51,11 @@ fn txn_json(txn: &Txn) -> Value {
         Txn::CreateSession { timeout_ms, .. } => json!({"type": "createSession", "timeout_ms": timeout_ms}),
         Txn::CloseSession => json!({"type": "closeSession"}),
         Txn::Create(c) => json!({
-            "type": "create", "path": c.path, "data": data_json(&c.data), "acl": acl_json(&c.acl),
+            "type": "create", "path": c.path, "data": data_json(c.data.as_deref()), "acl": acl_json(&c.acl),
             "ephemeral_owner": format!("{:#x}", c.ephemeral_owner), "parent_cversion": c.parent_cversion,
         }),
         Txn::Delete { path } => json!({"type": "delete", "path": path}),
-        Txn::SetData { path, data, version } => json!({"type": "setData", "path": path, "data": data_json(data), "version": version}),
+        Txn::SetData { path, data, version } => json!({"type": "setData", "path": path, "data": data_json(data.as_deref()), "version": version}),
         Txn::SetAcl { path, acl, version } => json!({"type": "setACL", "path": path, "acl": acl_json(acl), "version": version}),
         Txn::Check { path } => json!({"type": "check", "path": path}),
         Txn::Multi(txns) => json!({"type": "multi", "ops": txns.iter().map(txn_json).collect::<Vec<_>>()}),
@@ -202,7 +202,7 @@ pub fn snapshot(path: &Path, json_out: bool) -> i32 {
             println!(
                 "{}",
                 json!({
-                    "path": p, "data": data_json(&n.data), "acl": acl_json(&n.acl),
+                    "path": p, "data": data_json(n.data()), "acl": acl_json(n.acl()),
                     "czxid": format!("{:#x}", st.czxid), "mzxid": format!("{:#x}", st.mzxid),
                     "pzxid": format!("{:#x}", st.pzxid), "ctime": st.ctime, "mtime": st.mtime,
                     "version": st.version, "cversion": st.cversion, "aversion": st.aversion,
@@ -216,7 +216,7 @@ pub fn snapshot(path: &Path, json_out: bool) -> i32 {
                 st.data_length, st.version, st.cversion, st.num_children, st.czxid, st.mzxid, st.ephemeral_owner
             );
         }
-        stack.extend(n.children.iter().rev().map(|c| if p == "/" { format!("/{c}") } else { format!("{p}/{c}") }));
+        stack.extend(n.child_names().into_iter().rev().map(|c| if p == "/" { format!("/{c}") } else { format!("{p}/{c}") }));
     }
     eprintln!(
         "snapshot of zxid {zxid:#x}: {} nodes, {} sessions, digest {:#018x}; checksum verified",

@@ -137,13 +137,14 @@ impl<'a> Prep<'a> {
             return r.clone().ok_or(ErrorCode::NoNode);
         }
         let n = self.tree.get(p).ok_or(ErrorCode::NoNode)?;
+        let s = n.raw_stat();
         Ok(Rec {
-            version: n.stat.version,
-            cversion: n.stat.cversion,
-            aversion: n.stat.aversion,
-            ephemeral_owner: n.stat.ephemeral_owner,
-            num_children: n.children.len() as i32,
-            acl: n.acl.clone(),
+            version: s.version,
+            cversion: s.cversion,
+            aversion: s.aversion,
+            ephemeral_owner: s.ephemeral_owner,
+            num_children: n.num_children() as i32,
+            acl: n.acl().clone(),
         })
     }
 

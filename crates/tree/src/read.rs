@@ -25,8 +25,8 @@ pub fn exists(tree: &mut DataTree, c: &Caller, path: &str, watch: bool) -> R<Sta
 
 pub fn get_data(tree: &mut DataTree, c: &Caller, path: &str, watch: bool) -> R<(Option<Vec<u8>>, Stat)> {
     let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
-    allow(&n.acl, Perms::READ, &c.ids)?;
-    let out = (n.data.clone(), n.stat());
+    allow(n.acl(), Perms::READ, &c.ids)?;
+    let out = (n.data().map(<[u8]>::to_vec), n.stat());
     if watch {
         tree.watches.add_data(path, c.session);
     }
@@ -35,8 +35,8 @@ pub fn get_data(tree: &mut DataTree, c: &Caller, path: &str, watch: bool) -> R<(
 
 pub fn get_children(tree: &mut DataTree, c: &Caller, path: &str, watch: bool) -> R<(Vec<String>, Stat)> {
     let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
-    allow(&n.acl, Perms::READ, &c.ids)?;
-    let out = (n.children.iter().map(|s| s.to_string()).collect(), n.stat());
+    allow(n.acl(), Perms::READ, &c.ids)?;
+    let out = (n.child_names().into_iter().map(str::to_string).collect(), n.stat());
     if watch {
         tree.watches.add_child(path, c.session);
     }
@@ -46,9 +46,9 @@ pub fn get_children(tree: &mut DataTree, c: &Caller, path: &str, watch: bool) ->
 /// getACL needs READ or ADMIN; without ADMIN the hashes of digest ids are hidden.
 pub fn get_acl(tree: &DataTree, c: &Caller, path: &str) -> R<(Vec<Acl>, Stat)> {
     let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
-    allow(&n.acl, Perms::READ | Perms::ADMIN, &c.ids)?;
-    let mut acl = n.acl.to_vec();
-    if !acl::check(&n.acl, Perms::ADMIN, &c.ids) {
+    allow(n.acl(), Perms::READ | Perms::ADMIN, &c.ids)?;
+    let mut acl = n.acl().to_vec();
+    if !acl::check(n.acl(), Perms::ADMIN, &c.ids) {
         for a in acl.iter_mut().filter(|a| a.id.scheme == "digest") {
             if let Some((user, _)) = a.id.id.split_once(':') {
                 a.id.id = format!("{user}:x");
@@ -60,7 +60,7 @@ pub fn get_acl(tree: &DataTree, c: &Caller, path: &str) -> R<(Vec<Acl>, Stat)> {
 
 pub fn all_children_number(tree: &DataTree, c: &Caller, path: &str) -> R<i32> {
     let n = tree.get(path).ok_or(ErrorCode::NoNode)?;
-    allow(&n.acl, Perms::READ, &c.ids)?;
+    allow(n.acl(), Perms::READ, &c.ids)?;
     Ok(tree.descendant_count(path) as i32)
 }
 
@@ -143,7 +143,7 @@ pub fn set_watches(tree: &mut DataTree, c: &Caller, sw: &SetWatches, out: &mut V
     for p in &sw.data {
         match tree.get(p) {
             None => fire(out, EventType::NodeDeleted, p),
-            Some(n) if n.stat.mzxid > rel => fire(out, EventType::NodeDataChanged, p),
+            Some(n) if n.raw_stat().mzxid > rel => fire(out, EventType::NodeDataChanged, p),
             Some(_) => tree.watches.add_data(p, s),
         }
     }
@@ -156,7 +156,7 @@ pub fn set_watches(tree: &mut DataTree, c: &Caller, sw: &SetWatches, out: &mut V
     for p in &sw.child {
         match tree.get(p) {
             None => fire(out, EventType::NodeDeleted, p),
-            Some(n) if n.stat.pzxid > rel => fire(out, EventType::NodeChildrenChanged, p),
+            Some(n) if n.raw_stat().pzxid > rel => fire(out, EventType::NodeChildrenChanged, p),
             Some(_) => tree.watches.add_child(p, s),
         }
     }

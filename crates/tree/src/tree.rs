@@ -1,6 +1,7 @@
 //! The znode tree and how transactions change it.
 
 mod snapshot;
+mod store;
 
 use crate::path;
 use crate::txn::{CreateTxn, Txn, TxnHeader, TxnResult};
@@ -8,6 +9,7 @@ use crate::watch::{SessionId, WatchEvent, Watches};
 use corral_proto::{Acl, ErrorCode, Stat};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
+use store::{Slot, Store, NIL};
 
 /// What kind of node an `ephemeralOwner` value marks. The encodings are ZooKeeper's, so
 /// clients that decode them (and snapshots) agree.
@@ -63,24 +65,51 @@ pub struct NodeStat {
     pub ephemeral_owner: i64,
 }
 
-#[derive(Debug, Clone)]
-pub struct Node {
-    pub stat: NodeStat,
-    /// `None` when created or set with null data; clients get null back.
-    pub data: Option<Vec<u8>>,
-    /// Shared among nodes with equal ACLs (most nodes carry the same one).
-    pub acl: Arc<[Acl]>,
-    /// Child names, sorted so listings and digests are deterministic.
-    pub children: BTreeSet<Box<str>>,
+/// A node as read from the tree: a borrowed view of its slot.
+#[derive(Clone, Copy)]
+pub struct Node<'a> {
+    store: &'a Store,
+    id: u32,
 }
 
-impl Node {
+impl<'a> Node<'a> {
+    fn slot(&self) -> &'a Slot {
+        self.store.slot(self.id)
+    }
+
+    /// `None` when created or set with null data; clients get null back.
+    pub fn data(&self) -> Option<&'a [u8]> {
+        self.slot().data()
+    }
+
     pub fn data_len(&self) -> usize {
-        self.data.as_ref().map_or(0, Vec::len)
+        self.slot().data_len()
+    }
+
+    pub fn acl(&self) -> &'a Arc<[Acl]> {
+        self.store.acl(self.slot().acl)
+    }
+
+    /// The stored metadata (create counter as cversion, raw owner value).
+    pub fn raw_stat(&self) -> NodeStat {
+        self.slot().stat()
+    }
+
+    pub fn num_children(&self) -> usize {
+        self.slot().num_children as usize
+    }
+
+    /// Child names, sorted so listings are deterministic.
+    pub fn child_names(&self) -> Vec<&'a str> {
+        let store = self.store;
+        let mut names: Vec<&str> = store.children(self.id).map(|c| store.slot(c).name()).collect();
+        names.sort_unstable();
+        names
     }
 
     pub fn stat(&self) -> Stat {
-        let s = &self.stat;
+        let s = self.slot();
+        let children = s.num_children as i32;
         Stat {
             czxid: s.czxid,
             mzxid: s.mzxid,
@@ -89,17 +118,23 @@ impl Node {
             version: s.version,
             // The stored counter counts creates only (it names sequential children);
             // clients see creates + deletes, which is 2 * creates - children still here.
-            cversion: s.cversion.wrapping_mul(2).wrapping_sub(self.children.len() as i32),
+            cversion: s.cversion.wrapping_mul(2).wrapping_sub(children),
             aversion: s.aversion,
             // Container and TTL markers are internal; clients see 0 for them.
-            ephemeral_owner: match EphemeralType::of(s.ephemeral_owner) {
+            ephemeral_owner: match EphemeralType::of(s.owner) {
                 EphemeralType::Session(id) => id,
                 _ => 0,
             },
-            data_length: self.data_len() as i32,
-            num_children: self.children.len() as i32,
+            data_length: s.data_len() as i32,
+            num_children: children,
             pzxid: s.pzxid,
         }
+    }
+}
+
+impl std::fmt::Debug for Node<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node").field("stat", &self.raw_stat()).field("data", &self.data()).finish()
     }
 }
 
@@ -124,7 +159,7 @@ pub fn is_special(path: &str) -> bool {
 /// follow from them. Watches live here too because applying a change fires them.
 #[derive(Debug)]
 pub struct DataTree {
-    nodes: HashMap<Box<str>, Node>,
+    store: Store,
     ephemerals: HashMap<SessionId, BTreeSet<String>>,
     /// Containers and TTL nodes, the candidates for the periodic cleanup.
     containers: BTreeSet<String>,
@@ -132,10 +167,6 @@ pub struct DataTree {
     /// Live sessions: part of the durable state, so a restarted server knows them.
     sessions: BTreeMap<SessionId, SessionInfo>,
     pub watches: Watches,
-    acl_cache: HashMap<Vec<Acl>, Arc<[Acl]>>,
-    /// Cache size at which unused ACLs are next purged; doubling it after each purge keeps
-    /// the cost amortised constant however many distinct ACLs are in use.
-    acl_purge_at: usize,
     last_zxid: i64,
     data_bytes: u64,
 }
@@ -150,14 +181,12 @@ impl DataTree {
     /// A tree with no nodes at all, for a snapshot to fill.
     fn empty() -> DataTree {
         DataTree {
-            nodes: HashMap::new(),
+            store: Store::default(),
             ephemerals: HashMap::new(),
             containers: BTreeSet::new(),
             ttls: BTreeSet::new(),
             sessions: BTreeMap::new(),
             watches: Watches::default(),
-            acl_cache: HashMap::new(),
-            acl_purge_at: 1024,
             last_zxid: 0,
             data_bytes: 0,
         }
@@ -166,43 +195,46 @@ impl DataTree {
     /// A fresh tree: `/`, `/zookeeper`, `/zookeeper/quota` and `/zookeeper/config`.
     pub fn new() -> DataTree {
         let mut t = DataTree::empty();
-        let open = t.intern_acl(&Acl::open_unsafe());
-        let read = t.intern_acl(&Acl::read_unsafe());
-        for (p, acl) in [("/", &open), (ZOOKEEPER, &open), (QUOTA, &open), (CONFIG, &read)] {
+        let open = t.store.intern_acl(&Acl::open_unsafe());
+        let read = t.store.intern_acl(&Acl::read_unsafe());
+        for (p, acl) in [("/", open), (ZOOKEEPER, open), (QUOTA, open), (CONFIG, read)] {
             // ZooKeeper creates /zookeeper/config with aversion -1.
             let stat = NodeStat { aversion: if p == CONFIG { -1 } else { 0 }, ..NodeStat::default() };
-            t.nodes.insert(
-                p.into(),
-                Node { stat, data: Some(Vec::new()), acl: acl.clone(), children: BTreeSet::new() },
-            );
-            t.data_bytes += p.len() as u64;
-            if let Some(parent) = path::parent(p) {
-                t.nodes.get_mut(parent).unwrap().children.insert(path::name(p).into());
-            }
+            t.insert_node(p, Some(&[]), stat, acl).expect("parents come first");
         }
         t
     }
 
-    fn intern_acl(&mut self, acl: &[Acl]) -> Arc<[Acl]> {
-        if let Some(a) = self.acl_cache.get(acl) {
-            return a.clone();
+    /// Adds a node under its existing parent and keeps the indexes; the caller has
+    /// checked that it does not exist.
+    fn insert_node(&mut self, p: &str, data: Option<&[u8]>, stat: NodeStat, acl: u32) -> Option<u32> {
+        let parent = match path::parent(p) {
+            None => NIL,
+            Some(pp) => self.store.lookup(pp)?,
+        };
+        let id = self.store.insert(parent, path::name(p), data, stat, acl);
+        self.data_bytes += (p.len() + data.map_or(0, <[u8]>::len)) as u64;
+        match EphemeralType::of(stat.ephemeral_owner) {
+            EphemeralType::Session(s) => {
+                self.ephemerals.entry(s).or_default().insert(p.to_string());
+            }
+            EphemeralType::Container => {
+                self.containers.insert(p.to_string());
+            }
+            EphemeralType::Ttl(_) => {
+                self.ttls.insert(p.to_string());
+            }
+            EphemeralType::Persistent => {}
         }
-        if self.acl_cache.len() >= self.acl_purge_at {
-            // Forget ACLs no node uses any more.
-            self.acl_cache.retain(|_, a| Arc::strong_count(a) > 1);
-            self.acl_purge_at = (self.acl_cache.len() * 2).max(1024);
-        }
-        let a: Arc<[Acl]> = acl.into();
-        self.acl_cache.insert(acl.to_vec(), a.clone());
-        a
+        Some(id)
     }
 
-    pub fn get(&self, path: &str) -> Option<&Node> {
-        self.nodes.get(path)
+    pub fn get(&self, path: &str) -> Option<Node<'_>> {
+        self.store.lookup(path).map(|id| Node { store: &self.store, id })
     }
 
     pub fn node_count(&self) -> usize {
-        self.nodes.len()
+        self.store.len()
     }
 
     /// Total bytes of data and path names, ZooKeeper's `approximate_data_size`.
@@ -234,13 +266,14 @@ impl DataTree {
 
     /// Number of nodes below `path` (not counting itself).
     pub fn descendant_count(&self, path: &str) -> usize {
-        let Some(n) = self.nodes.get(path) else { return 0 };
+        let Some(id) = self.store.lookup(path) else { return 0 };
         let mut count = 0;
-        let mut stack: Vec<String> = n.children.iter().map(|c| path::join(path, c)).collect();
-        while let Some(p) = stack.pop() {
-            count += 1;
-            if let Some(n) = self.nodes.get(p.as_str()) {
-                stack.extend(n.children.iter().map(|c| path::join(&p, c)));
+        let mut stack = vec![id];
+        while let Some(id) = stack.pop() {
+            let s = self.store.slot(id);
+            count += s.num_children as usize;
+            if s.num_children > 0 {
+                stack.extend(self.store.children(id));
             }
         }
         count
@@ -250,19 +283,22 @@ impl DataTree {
     /// children unmodified for longer than their TTL: what the cleanup should delete.
     pub fn expired_containers(&self, now_ms: i64) -> Vec<String> {
         let empty_container = self.containers.iter().filter(|p| {
-            self.nodes.get(p.as_str()).is_some_and(|n| n.children.is_empty() && n.stat.cversion > 0)
+            self.get(p).is_some_and(|n| {
+                let s = n.raw_stat();
+                n.num_children() == 0 && s.cversion > 0
+            })
         });
         let expired_ttl = self.ttls.iter().filter(|p| {
-            self.nodes.get(p.as_str()).is_some_and(|n| {
-                let EphemeralType::Ttl(ttl) = EphemeralType::of(n.stat.ephemeral_owner) else { return false };
-                n.children.is_empty() && now_ms - n.stat.mtime > ttl
+            self.get(p).is_some_and(|n| {
+                let s = n.raw_stat();
+                let EphemeralType::Ttl(ttl) = EphemeralType::of(s.ephemeral_owner) else { return false };
+                n.num_children() == 0 && now_ms - s.mtime > ttl
             })
         });
         empty_container.chain(expired_ttl).cloned().collect()
     }
 
-    /// Applies a transaction, appending the watch events it fires to `events`. The
-    /// transaction is consumed: its data moves into the tree without a copy.
+    /// Applies a transaction, appending the watch events it fires to `events`.
     pub fn apply(&mut self, hdr: &TxnHeader, txn: Txn, events: &mut Vec<WatchEvent>) -> TxnResult {
         assert!(
             hdr.zxid >= self.last_zxid,
@@ -299,26 +335,27 @@ impl DataTree {
                 Err(e) => TxnResult::Error(e),
             },
             Txn::SetData { path, data, version } => {
-                let Some(n) = self.nodes.get_mut(path.as_str()) else {
+                let Some(id) = self.store.lookup(&path) else {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
+                let n = self.store.slot_mut(id);
                 self.data_bytes = self.data_bytes - n.data_len() as u64 + data.as_ref().map_or(0, Vec::len) as u64;
-                n.data = data;
-                n.stat.version = version;
-                n.stat.mzxid = hdr.zxid;
-                n.stat.mtime = hdr.time_ms;
-                let stat = n.stat();
+                n.set_data(data.as_deref());
+                n.version = version;
+                n.mzxid = hdr.zxid;
+                n.mtime = hdr.time_ms;
+                let stat = Node { store: &self.store, id }.stat();
                 self.watches.data_changed(&path, events);
                 TxnResult::SetData { stat }
             }
             Txn::SetAcl { path, acl, version } => {
-                let acl = self.intern_acl(&acl);
-                let Some(n) = self.nodes.get_mut(path.as_str()) else {
+                let Some(id) = self.store.lookup(&path) else {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
-                n.acl = acl;
-                n.stat.aversion = version;
-                TxnResult::SetAcl { stat: n.stat() }
+                let acl = self.store.intern_acl(&acl);
+                self.store.set_acl(id, acl);
+                self.store.slot_mut(id).aversion = version;
+                TxnResult::SetAcl { stat: Node { store: &self.store, id }.stat() }
             }
             Txn::Check { .. } => TxnResult::Check,
             Txn::Multi(txns) => {
@@ -330,67 +367,48 @@ impl DataTree {
 
     fn create(&mut self, c: CreateTxn, hdr: &TxnHeader, events: &mut Vec<WatchEvent>) -> Result<(String, Stat), ErrorCode> {
         let parent_path = path::parent(&c.path).ok_or(ErrorCode::NodeExists)?;
-        if self.nodes.contains_key(c.path.as_str()) {
+        let parent = self.store.lookup(parent_path).ok_or(ErrorCode::NoNode)?;
+        if self.store.child(parent, path::name(&c.path)).is_some() {
             return Err(ErrorCode::NodeExists);
         }
-        let acl = self.intern_acl(&c.acl);
-        let parent = self.nodes.get_mut(parent_path).ok_or(ErrorCode::NoNode)?;
-        parent.children.insert(path::name(&c.path).into());
-        if c.parent_cversion > parent.stat.cversion {
-            parent.stat.cversion = c.parent_cversion;
-            parent.stat.pzxid = hdr.zxid;
-        }
-        let node = Node {
-            stat: NodeStat {
-                czxid: hdr.zxid,
-                mzxid: hdr.zxid,
-                pzxid: hdr.zxid,
-                ctime: hdr.time_ms,
-                mtime: hdr.time_ms,
-                version: 0,
-                cversion: 0,
-                aversion: 0,
-                ephemeral_owner: c.ephemeral_owner,
-            },
-            data: c.data,
-            acl,
-            children: BTreeSet::new(),
+        let acl = self.store.intern_acl(&c.acl);
+        let stat = NodeStat {
+            czxid: hdr.zxid,
+            mzxid: hdr.zxid,
+            pzxid: hdr.zxid,
+            ctime: hdr.time_ms,
+            mtime: hdr.time_ms,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            ephemeral_owner: c.ephemeral_owner,
         };
-        let stat = node.stat();
-        self.data_bytes += (c.path.len() + node.data_len()) as u64;
-        self.nodes.insert(c.path.as_str().into(), node);
-        match EphemeralType::of(c.ephemeral_owner) {
-            EphemeralType::Session(s) => {
-                self.ephemerals.entry(s).or_default().insert(c.path.clone());
-            }
-            EphemeralType::Container => {
-                self.containers.insert(c.path.clone());
-            }
-            EphemeralType::Ttl(_) => {
-                self.ttls.insert(c.path.clone());
-            }
-            EphemeralType::Persistent => {}
+        let id = self.insert_node(&c.path, c.data.as_deref(), stat, acl).expect("parent exists");
+        let p = self.store.slot_mut(parent);
+        if c.parent_cversion > p.cversion {
+            p.cversion = c.parent_cversion;
+            p.pzxid = hdr.zxid;
         }
+        let stat = Node { store: &self.store, id }.stat();
         self.watches.node_created(&c.path, parent_path, events);
         Ok((c.path, stat))
     }
 
     fn delete(&mut self, p: &str, zxid: i64, events: &mut Vec<WatchEvent>) -> Result<(), ErrorCode> {
         let parent_path = path::parent(p).ok_or(ErrorCode::BadArguments)?;
-        match self.nodes.get(p) {
-            None => return Err(ErrorCode::NoNode),
-            Some(n) if !n.children.is_empty() => return Err(ErrorCode::NotEmpty),
-            Some(_) => {}
+        let id = self.store.lookup(p).ok_or(ErrorCode::NoNode)?;
+        let s = self.store.slot(id);
+        if s.num_children > 0 {
+            return Err(ErrorCode::NotEmpty);
         }
-        let node = self.nodes.remove(p).expect("checked above");
-        self.data_bytes -= (p.len() + node.data_len()) as u64;
-        if let Some(parent) = self.nodes.get_mut(parent_path) {
-            parent.children.remove(path::name(p));
-            if zxid > parent.stat.pzxid {
-                parent.stat.pzxid = zxid;
-            }
+        let (parent, owner) = (s.parent, s.owner);
+        self.data_bytes -= (p.len() + s.data_len()) as u64;
+        self.store.remove(id);
+        let ps = self.store.slot_mut(parent);
+        if zxid > ps.pzxid {
+            ps.pzxid = zxid;
         }
-        match EphemeralType::of(node.stat.ephemeral_owner) {
+        match EphemeralType::of(owner) {
             EphemeralType::Session(s) => {
                 if let Some(set) = self.ephemerals.get_mut(&s) {
                     set.remove(p);

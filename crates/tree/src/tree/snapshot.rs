@@ -6,11 +6,10 @@
 //! containers, TTLs, data size) are rebuilt on reading, so they cannot disagree with the
 //! nodes. Framing and checksums belong to the storage layer.
 
-use super::{DataTree, EphemeralType, Node, NodeStat, SessionInfo};
+use super::{DataTree, NodeStat, SessionInfo};
 use crate::path;
-use corral_proto::{read_acls, write_acls, Acl, DecodeError, Reader, Writer};
-use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
+use corral_proto::{read_acls, write_acls, DecodeError, Reader, Writer};
+use std::collections::HashMap;
 
 const MAGIC: i32 = 0x5a4b_534e; // "ZKSN"
 const VERSION: i32 = 1;
@@ -30,18 +29,32 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 impl DataTree {
+    /// The path of every node with its id, parents before children.
+    fn walk(&self, mut visit: impl FnMut(&str, u32)) {
+        let mut stack = vec![("/".to_string(), 0u32)];
+        while let Some((p, id)) = stack.pop() {
+            visit(&p, id);
+            let mut kids: Vec<(String, u32)> =
+                self.store.children(id).map(|c| (path::join(&p, self.store.slot(c).name()), c)).collect();
+            // Reverse order on the stack: siblings come out in the order they were linked.
+            kids.reverse();
+            stack.extend(kids);
+        }
+    }
+
     /// A digest of every node (path, data, stat, ACL) and session. Equal trees have equal
     /// digests whatever order they were built in; replicas compare it to prove they agree.
     pub fn digest(&self) -> u64 {
         let mut sum = 0u64;
         let mut w = Writer::new();
-        for (p, n) in &self.nodes {
+        self.walk(|p, id| {
+            let n = self.store.slot(id);
             w.buf.clear();
-            w.string(p).data(n.data.as_deref());
-            write_stat(&mut w, &n.stat);
-            write_acls(&mut w, &n.acl);
+            w.string(p).data(n.data());
+            write_stat(&mut w, &n.stat());
+            write_acls(&mut w, self.store.acl(n.acl));
             sum = sum.wrapping_add(fnv(FNV_OFFSET, &w.buf));
-        }
+        });
         for (id, s) in &self.sessions {
             w.buf.clear();
             w.i64(*id).i32(s.timeout_ms).buffer(&s.passwd);
@@ -58,31 +71,26 @@ impl DataTree {
         for (id, s) in &self.sessions {
             w.i64(*id).i32(s.timeout_ms).buffer(&s.passwd);
         }
-        // Distinct ACL lists, numbered in first-use order.
-        let mut acl_ids: HashMap<*const [Acl], i32> = HashMap::new();
-        let mut acls: Vec<&Arc<[Acl]>> = Vec::new();
-        for n in self.nodes.values() {
-            acl_ids.entry(Arc::as_ptr(&n.acl)).or_insert_with(|| {
-                acls.push(&n.acl);
-                acls.len() as i32 - 1
-            });
-        }
+        // Distinct ACL lists in use, numbered in the order written.
+        let mut acl_ids: HashMap<u32, i32> = HashMap::new();
+        let acls: Vec<_> = self.store.acl_lists().collect();
         w.i32(acls.len() as i32);
-        for a in &acls {
+        for (i, (id, a)) in acls.into_iter().enumerate() {
+            acl_ids.insert(id, i as i32);
             write_acls(&mut w, a);
         }
-        w.i64(self.nodes.len() as i64);
-        let mut stack = vec!["/".to_string()];
-        while let Some(p) = stack.pop() {
-            let n = &self.nodes[p.as_str()];
-            w.string(&p).data(n.data.as_deref()).i32(acl_ids[&Arc::as_ptr(&n.acl)]);
-            write_stat(&mut w, &n.stat);
-            stack.extend(n.children.iter().rev().map(|c| path::join(&p, c)));
-            if w.buf.len() >= CHUNK {
-                out.write_all(&w.buf)?;
+        w.i64(self.store.len() as i64);
+        let mut result = Ok(());
+        self.walk(|p, id| {
+            let n = self.store.slot(id);
+            w.string(p).data(n.data()).i32(acl_ids[&n.acl]);
+            write_stat(&mut w, &n.stat());
+            if w.buf.len() >= CHUNK && result.is_ok() {
+                result = out.write_all(&w.buf);
                 w.buf.clear();
             }
-        }
+        });
+        result?;
         out.write_all(&w.buf)
     }
 
@@ -102,41 +110,24 @@ impl DataTree {
             t.sessions.insert(id, SessionInfo { timeout_ms, passwd });
         }
         let acl_lists = r.read_vec(read_acls)?;
-        let acls: Vec<Arc<[Acl]>> = acl_lists.iter().map(|a| t.intern_acl(a)).collect();
+        let acls: Vec<u32> = acl_lists.iter().map(|a| t.store.intern_acl(a)).collect();
         let count = r.read_i64()?;
         if count < 1 || count as usize > r.remaining() {
             return Err(DecodeError::Invalid("bad node count"));
         }
         for i in 0..count {
-            let p = r.read_path()?;
-            let data = r.read_data()?;
-            let acl = acls.get(r.read_i32()? as usize).ok_or(DecodeError::Invalid("bad ACL index"))?.clone();
+            let p = r.read_opt_buffer()?.ok_or(DecodeError::Invalid("null path"))?;
+            let p = std::str::from_utf8(p).map_err(|_| DecodeError::InvalidUtf8)?;
+            let data = r.read_opt_buffer()?;
+            let acl = *acls.get(r.read_i32()? as usize).ok_or(DecodeError::Invalid("bad ACL index"))?;
             let stat = read_stat(&mut r)?;
-            if (i == 0) != (p == "/") || t.nodes.contains_key(p.as_str()) {
-                return Err(DecodeError::Invalid("root not first, or a node twice"));
+            if (i == 0) != (p == "/") || path::validate(p).is_err() {
+                return Err(DecodeError::Invalid("root not first, or a bad path"));
             }
-            if let Some(parent) = path::parent(&p) {
-                t.nodes
-                    .get_mut(parent)
-                    .ok_or(DecodeError::Invalid("node before its parent"))?
-                    .children
-                    .insert(path::name(&p).into());
+            if i > 0 && t.get(p).is_some() {
+                return Err(DecodeError::Invalid("a node twice"));
             }
-            let node = Node { stat, data, acl, children: BTreeSet::new() };
-            t.data_bytes += (p.len() + node.data_len()) as u64;
-            match EphemeralType::of(stat.ephemeral_owner) {
-                EphemeralType::Session(s) => {
-                    t.ephemerals.entry(s).or_default().insert(p.clone());
-                }
-                EphemeralType::Container => {
-                    t.containers.insert(p.clone());
-                }
-                EphemeralType::Ttl(_) => {
-                    t.ttls.insert(p.clone());
-                }
-                EphemeralType::Persistent => {}
-            }
-            t.nodes.insert(p.into(), node);
+            t.insert_node(p, data, stat, acl).ok_or(DecodeError::Invalid("node before its parent"))?;
         }
         if r.remaining() != 0 {
             return Err(DecodeError::Invalid("trailing bytes after the snapshot"));
@@ -211,7 +202,7 @@ mod tests {
         assert_eq!(back.ephemeral_count(), 1);
         assert_eq!(back.sessions(), t.sessions());
         assert_eq!(back.get("/a").unwrap().stat(), t.get("/a").unwrap().stat());
-        assert_eq!(back.get("/a/s-0000000000").unwrap().data, None);
+        assert_eq!(back.get("/a/s-0000000000").unwrap().data(), None);
         assert_eq!(back.expired_containers(i64::MAX), t.expired_containers(i64::MAX));
         // Damage anywhere is an error, never a panic.
         for cut in 0..bytes.len() {

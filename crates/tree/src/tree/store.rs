@@ -1,0 +1,453 @@
+//! Where the nodes live: a compact store built for a million znodes.
+//!
+//! Every node is one fixed-size slot in a chunked slab, named by a `u32` id, plus one heap
+//! block holding its name and data together. There is no per-node map key, no per-node
+//! child collection and no per-node ACL pointer:
+//!
+//! - **Lookup** goes through one hash table of ids keyed by (parent id, name), so a path
+//!   is found by walking its components; the table stores 4 bytes per node.
+//! - **Children** form an intrusive doubly linked list through the slots (first child,
+//!   next, previous), so adding or removing a child is O(1) and allocates nothing, and a
+//!   leaf (most nodes) pays 16 bytes for the links. Listings are sorted when read.
+//! - **ACLs** are numbered in a reference-counted table (most nodes share one list); a
+//!   slot keeps the 4-byte number.
+//! - The slab grows by fixed chunks, never by doubling, so growth neither copies the
+//!   nodes nor leaves half a slab unused.
+//!
+//! Freed slots go on a free list threaded through their `next` field and are reused first.
+
+use super::NodeStat;
+use corral_proto::Acl;
+use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
+use std::hash::{BuildHasher, Hasher};
+use std::sync::Arc;
+
+/// "No node": the root's parent, the end of a child list, the end of the free list.
+pub(crate) const NIL: u32 = u32::MAX;
+/// `name_len` of a slot on the free list.
+const VACANT: u32 = u32::MAX;
+/// Set in `name_len` when the node's data is null (as opposed to empty).
+const NULL_DATA: u32 = 1 << 31;
+const CHUNK_BITS: u32 = 12;
+const CHUNK: usize = 1 << CHUNK_BITS;
+
+/// One node. Fields are flat (not a nested `NodeStat`) so the compiler can pack the
+/// 4-byte fields together: 104 bytes per slot.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    pub czxid: i64,
+    pub mzxid: i64,
+    pub pzxid: i64,
+    pub ctime: i64,
+    pub mtime: i64,
+    pub owner: i64,
+    pub version: i32,
+    pub cversion: i32,
+    pub aversion: i32,
+    pub num_children: u32,
+    pub parent: u32,
+    first_child: u32,
+    next: u32,
+    prev: u32,
+    pub acl: u32,
+    /// Length of the name at the front of `blob`, with [`NULL_DATA`] or [`VACANT`].
+    name_len: u32,
+    /// The name's bytes followed by the data's.
+    blob: Box<[u8]>,
+}
+
+impl Slot {
+    fn name_bytes(&self) -> &[u8] {
+        &self.blob[..(self.name_len & !NULL_DATA) as usize]
+    }
+
+    pub fn name(&self) -> &str {
+        // Names are only ever stored from a `&str` (see `blob`).
+        std::str::from_utf8(self.name_bytes()).unwrap_or_default()
+    }
+
+    pub fn data(&self) -> Option<&[u8]> {
+        if self.name_len & NULL_DATA != 0 {
+            None
+        } else {
+            Some(&self.blob[self.name_len as usize..])
+        }
+    }
+
+    pub fn data_len(&self) -> usize {
+        self.data().map_or(0, <[u8]>::len)
+    }
+
+    pub fn stat(&self) -> NodeStat {
+        NodeStat {
+            czxid: self.czxid,
+            mzxid: self.mzxid,
+            pzxid: self.pzxid,
+            ctime: self.ctime,
+            mtime: self.mtime,
+            version: self.version,
+            cversion: self.cversion,
+            aversion: self.aversion,
+            ephemeral_owner: self.owner,
+        }
+    }
+
+    pub fn set_data(&mut self, data: Option<&[u8]>) {
+        let name_len = self.name_len & !NULL_DATA;
+        self.blob = blob(&self.blob[..name_len as usize], data);
+        self.name_len = name_len | if data.is_none() { NULL_DATA } else { 0 };
+    }
+}
+
+fn blob(name: &[u8], data: Option<&[u8]>) -> Box<[u8]> {
+    let data = data.unwrap_or_default();
+    let mut b = Vec::with_capacity(name.len() + data.len());
+    b.extend_from_slice(name);
+    b.extend_from_slice(data);
+    b.into_boxed_slice()
+}
+
+/// The slab, the lookup table and the ACL table.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    chunks: Vec<Vec<Slot>>,
+    free: Option<u32>,
+    live: usize,
+    index: HashTable<u32>,
+    hasher: DefaultHashBuilder,
+    acls: AclTable,
+}
+
+impl Store {
+    pub fn len(&self) -> usize {
+        self.live
+    }
+
+    pub fn slot(&self, id: u32) -> &Slot {
+        &self.chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)]
+    }
+
+    pub fn slot_mut(&mut self, id: u32) -> &mut Slot {
+        &mut self.chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)]
+    }
+
+    fn key_hash(hasher: &DefaultHashBuilder, parent: u32, name: &[u8]) -> u64 {
+        let mut h = hasher.build_hasher();
+        h.write_u32(parent);
+        h.write(name);
+        h.finish()
+    }
+
+    /// The child of `parent` called `name`.
+    pub fn child(&self, parent: u32, name: &str) -> Option<u32> {
+        let hash = Self::key_hash(&self.hasher, parent, name.as_bytes());
+        self.index
+            .find(hash, |&id| {
+                let s = self.slot(id);
+                s.parent == parent && s.name_bytes() == name.as_bytes()
+            })
+            .copied()
+    }
+
+    /// The node at an absolute path. The root is id 0; anything not starting with `/`,
+    /// or with an empty component, names no node.
+    pub fn lookup(&self, path: &str) -> Option<u32> {
+        if self.live == 0 {
+            return None;
+        }
+        let rest = path.strip_prefix('/')?;
+        if rest.is_empty() {
+            return Some(0);
+        }
+        rest.split('/').try_fold(0, |id, name| self.child(id, name))
+    }
+
+    /// Adds a node; `parent` is [`NIL`] only for the root, which must come first. The
+    /// caller has checked that no sibling has this name.
+    pub fn insert(&mut self, parent: u32, name: &str, data: Option<&[u8]>, stat: NodeStat, acl: u32) -> u32 {
+        assert!(name.len() < NULL_DATA as usize, "znode name too long");
+        assert_eq!(parent == NIL, self.live == 0, "the root is the first node and the only one without a parent");
+        let first_sibling = if parent == NIL { NIL } else { self.slot(parent).first_child };
+        let slot = Slot {
+            czxid: stat.czxid,
+            mzxid: stat.mzxid,
+            pzxid: stat.pzxid,
+            ctime: stat.ctime,
+            mtime: stat.mtime,
+            owner: stat.ephemeral_owner,
+            version: stat.version,
+            cversion: stat.cversion,
+            aversion: stat.aversion,
+            num_children: 0,
+            parent,
+            first_child: NIL,
+            next: first_sibling,
+            prev: NIL,
+            acl,
+            name_len: name.len() as u32 | if data.is_none() { NULL_DATA } else { 0 },
+            blob: blob(name.as_bytes(), data),
+        };
+        let id = match self.free {
+            Some(id) => {
+                let next = std::mem::replace(self.slot_mut(id), slot).next;
+                self.free = (next != NIL).then_some(next);
+                id
+            }
+            None => {
+                if self.chunks.last().map_or(true, |c| c.len() == CHUNK) {
+                    self.chunks.push(Vec::with_capacity(CHUNK));
+                }
+                let id = ((self.chunks.len() - 1) * CHUNK + self.chunks.last().unwrap().len()) as u32;
+                assert!(id != NIL, "too many znodes");
+                self.chunks.last_mut().unwrap().push(slot);
+                id
+            }
+        };
+        self.live += 1;
+        self.acls.retain(acl);
+        if parent != NIL {
+            if first_sibling != NIL {
+                self.slot_mut(first_sibling).prev = id;
+            }
+            let p = self.slot_mut(parent);
+            p.first_child = id;
+            p.num_children += 1;
+            let hash = Self::key_hash(&self.hasher, parent, name.as_bytes());
+            let (chunks, hasher) = (&self.chunks, &self.hasher);
+            self.index.insert_unique(hash, id, |&id| {
+                let s = &chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)];
+                Self::key_hash(hasher, s.parent, s.name_bytes())
+            });
+        }
+        id
+    }
+
+    /// Removes a node that has no children (and is not the root).
+    pub fn remove(&mut self, id: u32) {
+        let s = self.slot(id);
+        assert!(s.num_children == 0 && s.parent != NIL, "only a childless non-root node can be removed");
+        let (parent, prev, next, acl) = (s.parent, s.prev, s.next, s.acl);
+        let hash = Self::key_hash(&self.hasher, parent, s.name_bytes());
+        if let Ok(e) = self.index.find_entry(hash, |&x| x == id) {
+            e.remove();
+        }
+        if prev == NIL {
+            self.slot_mut(parent).first_child = next;
+        } else {
+            self.slot_mut(prev).next = next;
+        }
+        if next != NIL {
+            self.slot_mut(next).prev = prev;
+        }
+        self.slot_mut(parent).num_children -= 1;
+        self.acls.release(acl);
+        let free = self.free.unwrap_or(NIL);
+        let s = self.slot_mut(id);
+        s.name_len = VACANT;
+        s.blob = Box::default();
+        s.parent = NIL;
+        s.next = free;
+        self.free = Some(id);
+        self.live -= 1;
+    }
+
+    /// Ids of a node's children, in no particular order.
+    pub fn children(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
+        let mut next = self.slot(id).first_child;
+        std::iter::from_fn(move || {
+            let id = next;
+            (id != NIL).then(|| {
+                next = self.slot(id).next;
+                id
+            })
+        })
+    }
+
+    pub fn acl(&self, id: u32) -> &Arc<[Acl]> {
+        self.acls.get(id)
+    }
+
+    /// The number of an ACL list, adding it if new. It counts as used only once a node
+    /// takes it ([`Store::insert`], [`Store::set_acl`]).
+    pub fn intern_acl(&mut self, acl: &[Acl]) -> u32 {
+        self.acls.intern(acl)
+    }
+
+    pub fn set_acl(&mut self, id: u32, acl: u32) {
+        self.acls.retain(acl);
+        let old = std::mem::replace(&mut self.slot_mut(id).acl, acl);
+        self.acls.release(old);
+    }
+
+    /// Distinct ACL lists in use, for a snapshot.
+    pub fn acl_lists(&self) -> impl Iterator<Item = (u32, &Arc<[Acl]>)> {
+        self.acls.in_use()
+    }
+}
+
+/// Reference-counted ACL lists, numbered so a node stores 4 bytes.
+#[derive(Debug, Default)]
+struct AclTable {
+    /// Each list with the number of nodes that use it; a freed entry has 0 uses.
+    lists: Vec<(Arc<[Acl]>, u32)>,
+    ids: HashMap<Arc<[Acl]>, u32>,
+    free: Vec<u32>,
+}
+
+impl AclTable {
+    fn get(&self, id: u32) -> &Arc<[Acl]> {
+        &self.lists[id as usize].0
+    }
+
+    fn intern(&mut self, acl: &[Acl]) -> u32 {
+        if let Some(&id) = self.ids.get(acl) {
+            return id;
+        }
+        let a: Arc<[Acl]> = acl.into();
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.lists[id as usize] = (a.clone(), 0);
+                id
+            }
+            None => {
+                self.lists.push((a.clone(), 0));
+                self.lists.len() as u32 - 1
+            }
+        };
+        self.ids.insert(a, id);
+        id
+    }
+
+    fn retain(&mut self, id: u32) {
+        self.lists[id as usize].1 += 1;
+    }
+
+    /// Drops one use; a list nobody uses is forgotten.
+    fn release(&mut self, id: u32) {
+        let e = &mut self.lists[id as usize];
+        e.1 -= 1;
+        if e.1 == 0 {
+            let a = std::mem::replace(&mut e.0, Arc::from(Vec::new()));
+            self.ids.remove(&a);
+            self.free.push(id);
+        }
+    }
+
+    fn in_use(&self) -> impl Iterator<Item = (u32, &Arc<[Acl]>)> {
+        self.lists.iter().enumerate().filter(|(_, (_, uses))| *uses > 0).map(|(i, (a, _))| (i as u32, a))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn stat(czxid: i64) -> NodeStat {
+        NodeStat { czxid, ..NodeStat::default() }
+    }
+
+    fn names(s: &Store, id: u32) -> Vec<String> {
+        let mut v: Vec<String> = s.children(id).map(|c| s.slot(c).name().to_string()).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn slots_stay_compact() {
+        assert!(std::mem::size_of::<Slot>() <= 104, "{}", std::mem::size_of::<Slot>());
+    }
+
+    #[test]
+    fn insert_lookup_remove_and_reuse() {
+        let mut s = Store::default();
+        let acl = s.intern_acl(&Acl::open_unsafe());
+        let root = s.insert(NIL, "", Some(b""), stat(0), acl);
+        assert_eq!(root, 0);
+        let a = s.insert(root, "a", Some(b"x"), stat(1), acl);
+        let b = s.insert(a, "b", None, stat(2), acl);
+        let c = s.insert(a, "c", Some(b"yy"), stat(3), acl);
+        assert_eq!(s.lookup("/"), Some(0));
+        assert_eq!(s.lookup("/a/b"), Some(b));
+        assert_eq!(s.lookup("/a/c"), Some(c));
+        for missing in ["", "a", "/b", "/a/", "//a", "/a//b", "/a/b/c", "/a/d"] {
+            assert_eq!(s.lookup(missing), None, "{missing:?}");
+        }
+        assert_eq!(s.slot(b).data(), None);
+        assert_eq!(s.slot(c).data(), Some(&b"yy"[..]));
+        assert_eq!(s.slot(a).num_children, 2);
+        assert_eq!(names(&s, a), ["b", "c"]);
+
+        s.remove(b);
+        assert_eq!(s.lookup("/a/b"), None);
+        assert_eq!(s.slot(a).num_children, 1);
+        assert_eq!(names(&s, a), ["c"]);
+        assert_eq!(s.len(), 3);
+        // The freed slot is reused, and the new node is found under its own name only.
+        let d = s.insert(root, "d", Some(b"z"), stat(4), acl);
+        assert_eq!(d, b);
+        assert_eq!(s.lookup("/d"), Some(d));
+        assert_eq!(s.lookup("/a/b"), None);
+        assert_eq!(s.slot(d).czxid, 4);
+        assert_eq!(names(&s, root), ["a", "d"]);
+    }
+
+    #[test]
+    fn many_children_removed_in_any_order() {
+        let mut s = Store::default();
+        let acl = s.intern_acl(&Acl::open_unsafe());
+        let root = s.insert(NIL, "", Some(b""), stat(0), acl);
+        let ids: Vec<u32> = (0..10_000).map(|i| s.insert(root, &format!("n{i}"), Some(b"d"), stat(i), acl)).collect();
+        assert_eq!(s.chunks.len(), 10_001usize.div_ceil(CHUNK));
+        // Remove every third, then check what is left, by lookup and by listing.
+        for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+            assert_eq!(s.lookup(&format!("/n{i}")), Some(*id));
+            s.remove(*id);
+        }
+        let left: Vec<usize> = (0..10_000).filter(|i| i % 3 != 0).collect();
+        assert_eq!(s.slot(root).num_children as usize, left.len());
+        assert_eq!(s.children(root).count(), left.len());
+        for i in 0..10_000 {
+            assert_eq!(s.lookup(&format!("/n{i}")).is_some(), i % 3 != 0, "n{i}");
+        }
+        for i in left {
+            s.remove(s.lookup(&format!("/n{i}")).unwrap());
+        }
+        assert_eq!(s.children(root).count(), 0);
+        assert_eq!(s.len(), 1);
+    }
+
+    #[test]
+    fn acl_lists_are_counted_and_forgotten() {
+        let mut s = Store::default();
+        let open = s.intern_acl(&Acl::open_unsafe());
+        let root = s.insert(NIL, "", Some(b""), stat(0), open);
+        let read = s.intern_acl(&Acl::read_unsafe());
+        assert_eq!(s.intern_acl(&Acl::read_unsafe()), read, "same list, same number");
+        let a = s.insert(root, "a", None, stat(1), read);
+        let b = s.insert(root, "b", None, stat(2), read);
+        assert_eq!(s.acl_lists().count(), 2);
+        s.remove(a);
+        assert_eq!(s.acl_lists().count(), 2, "b still uses it");
+        s.set_acl(b, open);
+        assert_eq!(s.acl_lists().count(), 1, "nobody uses the read-only list now");
+        assert_eq!(**s.acl(s.slot(b).acl), *Acl::open_unsafe());
+        // Its number is free for the next new list.
+        let other = s.intern_acl(&[Acl::new(1, "ip", "10.0.0.1")]);
+        assert_eq!(other, read);
+    }
+
+    #[test]
+    fn set_data_keeps_the_name() {
+        let mut s = Store::default();
+        let acl = s.intern_acl(&Acl::open_unsafe());
+        let root = s.insert(NIL, "", Some(b""), stat(0), acl);
+        let a = s.insert(root, "name", Some(b"old"), stat(1), acl);
+        s.slot_mut(a).set_data(None);
+        assert_eq!((s.slot(a).name(), s.slot(a).data()), ("name", None));
+        s.slot_mut(a).set_data(Some(b"new data"));
+        assert_eq!((s.slot(a).name(), s.slot(a).data()), ("name", Some(&b"new data"[..])));
+        s.slot_mut(a).set_data(Some(b""));
+        assert_eq!(s.slot(a).data(), Some(&b""[..]));
+        assert_eq!(s.lookup("/name"), Some(a));
+    }
+}
