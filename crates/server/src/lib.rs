@@ -70,14 +70,23 @@ impl Server {
         }
         let started = std::time::Instant::now();
         let options = corral_storage::FileLogOptions { preallocate_bytes: 16 << 20, ..Default::default() };
-        let (log, report) = corral_storage::FileLog::open(&dir, options)?;
+        // Opening the log (which verifies every segment) and loading the newest snapshot
+        // read different files: do both at once.
+        let (log, snapshot) = std::thread::scope(|s| {
+            let log = s.spawn(|| corral_storage::FileLog::open(&dir, options));
+            let snapshot = durable::newest_snapshot(&snap_dir);
+            (log.join().expect("opening the log panicked"), snapshot)
+        });
+        let (log, report) = log?;
+        let (tree, snapshot_zxid) = snapshot?;
         if let Some(torn) = &report.truncated {
             tracing::warn!("recovery: {torn} (writes that were never acknowledged)");
         }
         for f in &report.removed {
             tracing::warn!(file = %f.display(), "recovery: removed an unfinished log file");
         }
-        let tree = durable::recover(&snap_dir, &log)?;
+        let tree = durable::replay_log(tree, snapshot_zxid, &log)?;
+        durable::release_free_memory();
         tracing::info!(
             records = report.records,
             segments = report.segments,

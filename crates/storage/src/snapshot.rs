@@ -96,7 +96,7 @@ pub fn write(
 }
 
 /// Reads and verifies a snapshot file: its zxid and body.
-pub fn read(path: &Path) -> Result<(i64, Vec<u8>), StorageError> {
+pub fn read(path: &Path) -> Result<(i64, Body), StorageError> {
     let bytes = fs::read(path).map_err(|e| StorageError::io("read", path, e))?;
     let corrupt = |offset: usize, reason: &str| StorageError::Corrupt {
         file: path.to_path_buf(),
@@ -123,7 +123,21 @@ pub fn read(path: &Path) -> Result<(i64, Vec<u8>), StorageError> {
     if Some(zxid) != path.file_name().and_then(|n| n.to_str()).and_then(parse_name) {
         return Err(corrupt(12, "zxid does not match its file name"));
     }
-    Ok((zxid, bytes[HEADER_LEN..end - 8].to_vec()))
+    Ok((zxid, Body { bytes, end: end - 8 }))
+}
+
+/// A verified snapshot's body: the file as read, without copying the body out of it.
+#[derive(Debug)]
+pub struct Body {
+    bytes: Vec<u8>,
+    end: usize,
+}
+
+impl std::ops::Deref for Body {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.bytes[HEADER_LEN..self.end]
+    }
 }
 
 /// Deletes all but the newest `keep` snapshots (and leftover `.tmp` files); returns the
@@ -164,7 +178,7 @@ mod tests {
             write(dir.path(), z, body(b"tree bytes")).unwrap();
         }
         let (z, b) = read(&dir.path().join(file_name(9))).unwrap();
-        assert_eq!((z, b.as_slice()), (9, &b"tree bytes"[..]));
+        assert_eq!((z, &b[..]), (9, &b"tree bytes"[..]));
         assert_eq!(list(dir.path()).unwrap().iter().map(|(z, _)| *z).collect::<Vec<_>>(), vec![5, 9, 12, 0x1_0000_0002]);
         std::fs::write(dir.path().join("snapshot.0000000000000063.tmp"), b"partial").unwrap();
         assert_eq!(retain(dir.path(), 3).unwrap(), Some(9));

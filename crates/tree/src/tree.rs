@@ -212,6 +212,11 @@ impl DataTree {
             None => NIL,
             Some(pp) => self.store.lookup(pp)?,
         };
+        Some(self.insert_under(parent, p, data, stat, acl))
+    }
+
+    /// [`DataTree::insert_node`] with the parent's id already known.
+    fn insert_under(&mut self, parent: u32, p: &str, data: Option<&[u8]>, stat: NodeStat, acl: u32) -> u32 {
         let id = self.store.insert(parent, path::name(p), data, stat, acl);
         self.data_bytes += (p.len() + data.map_or(0, <[u8]>::len)) as u64;
         match EphemeralType::of(stat.ephemeral_owner) {
@@ -226,7 +231,7 @@ impl DataTree {
             }
             EphemeralType::Persistent => {}
         }
-        Some(id)
+        id
     }
 
     pub fn get(&self, path: &str) -> Option<Node<'_>> {

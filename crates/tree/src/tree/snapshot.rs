@@ -6,7 +6,7 @@
 //! containers, TTLs, data size) are rebuilt on reading, so they cannot disagree with the
 //! nodes. Framing and checksums belong to the storage layer.
 
-use super::{DataTree, NodeStat, SessionInfo};
+use super::{DataTree, NodeStat, SessionInfo, NIL};
 use crate::path;
 use corral_proto::{read_acls, write_acls, DecodeError, Reader, Writer};
 use std::collections::HashMap;
@@ -115,6 +115,11 @@ impl DataTree {
         if count < 1 || count as usize > r.remaining() {
             return Err(DecodeError::Invalid("bad node count"));
         }
+        t.store.reserve(count as usize);
+        // Nodes come parents first and siblings together, so the parent of a node is
+        // nearly always the previous node's parent or the previous node itself.
+        let mut last: Option<(&str, u32)> = None;
+        let mut last_parent: Option<(&str, u32)> = None;
         for i in 0..count {
             let p = r.read_opt_buffer()?.ok_or(DecodeError::Invalid("null path"))?;
             let p = std::str::from_utf8(p).map_err(|_| DecodeError::InvalidUtf8)?;
@@ -124,10 +129,21 @@ impl DataTree {
             if (i == 0) != (p == "/") || path::validate(p).is_err() {
                 return Err(DecodeError::Invalid("root not first, or a bad path"));
             }
-            if i > 0 && t.get(p).is_some() {
+            let parent = match path::parent(p) {
+                None => NIL,
+                Some(pp) => match [last_parent, last].into_iter().flatten().find(|(lp, _)| *lp == pp) {
+                    Some((_, id)) => id,
+                    None => t.store.lookup(pp).ok_or(DecodeError::Invalid("node before its parent"))?,
+                },
+            };
+            if parent != NIL && t.store.child(parent, path::name(p)).is_some() {
                 return Err(DecodeError::Invalid("a node twice"));
             }
-            t.insert_node(p, data, stat, acl).ok_or(DecodeError::Invalid("node before its parent"))?;
+            let id = t.insert_under(parent, p, data, stat, acl);
+            if let Some(pp) = path::parent(p) {
+                last_parent = Some((pp, parent));
+            }
+            last = Some((p, id));
         }
         if r.remaining() != 0 {
             return Err(DecodeError::Invalid("trailing bytes after the snapshot"));

@@ -138,6 +138,12 @@ impl Store {
         h.finish()
     }
 
+    /// The hash of a node already in the table, for when the table grows.
+    fn rehash(chunks: &[Vec<Slot>], hasher: &DefaultHashBuilder, id: u32) -> u64 {
+        let s = &chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)];
+        Self::key_hash(hasher, s.parent, s.name_bytes())
+    }
+
     /// The child of `parent` called `name`.
     pub fn child(&self, parent: u32, name: &str) -> Option<u32> {
         let hash = Self::key_hash(&self.hasher, parent, name.as_bytes());
@@ -214,12 +220,16 @@ impl Store {
             p.num_children += 1;
             let hash = Self::key_hash(&self.hasher, parent, name.as_bytes());
             let (chunks, hasher) = (&self.chunks, &self.hasher);
-            self.index.insert_unique(hash, id, |&id| {
-                let s = &chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)];
-                Self::key_hash(hasher, s.parent, s.name_bytes())
-            });
+            self.index.insert_unique(hash, id, |&id| Self::rehash(chunks, hasher, id));
         }
         id
+    }
+
+    /// Makes room for `additional` more nodes in the lookup table, so a bulk load does not
+    /// rehash as it grows.
+    pub fn reserve(&mut self, additional: usize) {
+        let (chunks, hasher) = (&self.chunks, &self.hasher);
+        self.index.reserve(additional, |&id| Self::rehash(chunks, hasher, id));
     }
 
     /// Removes a node that has no children (and is not the root).
