@@ -55,6 +55,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PARENTS = 100
+# Socket timeout of one readiness probe. A server that accepts connections before it can
+# serve them (ZooKeeper binds its port before loading its database and does not answer a
+# connection made then) would otherwise hold each probe for the whole timeout; a short one
+# keeps the error of the restart measurement below this value.
+PROBE_TIMEOUT = 0.1
 DATA_LEN = 100
 
 OP_CREATE = 1
@@ -378,7 +383,7 @@ class Server:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.label} exited with {self.proc.returncode}\n{self.log_tail()}")
             try:
-                s = Session(self.port, timeout=5)
+                s = Session(self.port, timeout=PROBE_TIMEOUT)
                 try:
                     if probe is not None:
                         got = s.get_data(probe)

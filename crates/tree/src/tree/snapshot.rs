@@ -176,7 +176,7 @@ mod tests {
     use crate::prep::{Caller, Prep, Settings};
     use crate::{DataTree, Txn, TxnHeader};
     use corral_proto::request::CreateRequest;
-    use corral_proto::{Acl, Id, OpCode};
+    use corral_proto::{Acl, DecodeError, Id, OpCode};
     use std::sync::Arc;
 
     fn build() -> DataTree {
@@ -224,6 +224,95 @@ mod tests {
         for cut in 0..bytes.len() {
             assert!(DataTree::read_snapshot(&bytes[..cut]).is_err());
         }
+    }
+
+    /// A bigger tree shaped by creates and deletes in a scrambled order (slots reused,
+    /// siblings not adjacent in the slab, deep paths), written and read back.
+    #[test]
+    fn round_trip_of_a_churned_tree() {
+        let mut t = DataTree::new();
+        let mut zxid = 0;
+        let mut apply = |t: &mut DataTree, txn: Txn| {
+            zxid += 1;
+            t.apply(&TxnHeader { session: 1, cxid: 0, zxid, time_ms: zxid }, txn, &mut Vec::new())
+        };
+        let create = |p: String, i: usize| {
+            Txn::Create(crate::CreateTxn {
+                path: p,
+                data: (i % 7 != 0).then(|| vec![i as u8; i % 50]),
+                acl: if i % 5 == 0 { Acl::read_unsafe() } else { Acl::open_unsafe() },
+                ephemeral_owner: 0,
+                parent_cversion: 1,
+            })
+        };
+        let mut paths: Vec<String> = vec![];
+        for i in 0..2000usize {
+            // Parents picked pseudo-randomly among nodes made so far: deep, interleaved.
+            let parent = if paths.is_empty() { "/".to_string() } else { paths[(i * 7919) % paths.len()].clone() };
+            let p = crate::path::join(&parent, &format!("n{i}"));
+            apply(&mut t, create(p.clone(), i));
+            paths.push(p);
+        }
+        // Delete some leaves, then create more (reusing their slots).
+        let mut deleted = 0;
+        for p in paths.iter().rev().step_by(3) {
+            if t.get(p).is_some_and(|n| n.num_children() == 0) {
+                apply(&mut t, Txn::Delete { path: p.clone() });
+                deleted += 1;
+            }
+        }
+        assert!(deleted > 100);
+        for i in 2000..2300usize {
+            apply(&mut t, create(format!("/late{i}"), i));
+        }
+        let mut bytes = Vec::new();
+        t.write_snapshot(&mut bytes).unwrap();
+        let back = DataTree::read_snapshot(&bytes).unwrap();
+        assert_eq!(back.digest(), t.digest());
+        assert_eq!(back.node_count(), t.node_count());
+        assert_eq!(back.data_bytes(), t.data_bytes());
+        for p in &paths {
+            match (t.get(p), back.get(p)) {
+                (None, None) => {}
+                (Some(a), Some(b)) => {
+                    assert_eq!(a.stat(), b.stat(), "{p}");
+                    assert_eq!(a.data(), b.data(), "{p}");
+                    assert_eq!(a.acl(), b.acl(), "{p}");
+                    assert_eq!(a.child_names(), b.child_names(), "{p}");
+                }
+                (a, b) => panic!("{p}: {:?} vs {:?}", a.is_some(), b.is_some()),
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_listed_twice_is_an_error() {
+        let mut t = DataTree::new();
+        t.apply(
+            &TxnHeader { session: 1, cxid: 0, zxid: 1, time_ms: 1 },
+            Txn::Create(crate::CreateTxn {
+                path: "/a".into(),
+                data: None,
+                acl: Acl::open_unsafe(),
+                ephemeral_owner: 0,
+                parent_cversion: 1,
+            }),
+            &mut Vec::new(),
+        );
+        let mut bytes = Vec::new();
+        t.write_snapshot(&mut bytes).unwrap();
+        // Node records: path, data (null: length -1), ACL index, 60 bytes of stat.
+        let find = |pat: &[u8]| bytes.windows(pat.len()).position(|w| w == pat).unwrap();
+        let root = find(b"\0\0\0\x01/");
+        let a = find(b"\0\0\0\x02/a");
+        let record = bytes[a..a + 6 + 4 + 4 + 60].to_vec();
+        let mut twice = bytes.clone();
+        twice.splice(a..a, record);
+        let count = i64::from_be_bytes(twice[root - 8..root].try_into().unwrap());
+        twice[root - 8..root].copy_from_slice(&(count + 1).to_be_bytes());
+        assert!(matches!(DataTree::read_snapshot(&twice), Err(DecodeError::Invalid("a node twice"))));
+        // The unchanged bytes still read.
+        assert_eq!(DataTree::read_snapshot(&bytes).unwrap().digest(), t.digest());
     }
 
     #[test]
