@@ -79,7 +79,7 @@ fn flags_override_the_file_and_unknown_keys_are_logged() {
     std::fs::write(
         &cfg,
         format!(
-            "clientPort={file_port}\ndataDir={}\ninitLimit=5\nnoSuchKey=1\n4lw.commands.whitelist=ruok,conf\n",
+            "clientPort={file_port}\ndataDir={}\npreAllocSize=65536\nnoSuchKey=1\n4lw.commands.whitelist=ruok,conf\n",
             dir.path().join("from-file").display()
         ),
     )
@@ -111,5 +111,5 @@ fn flags_override_the_file_and_unknown_keys_are_logged() {
     assert!(conf.contains(&format!("dataDir={}", data.display())), "{conf}");
     let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
     assert!(stderr.contains("noSuchKey"), "unknown key not logged: {stderr}");
-    assert!(stderr.contains("initLimit"), "unused ZooKeeper key not logged: {stderr}");
+    assert!(stderr.contains("preAllocSize"), "unused ZooKeeper key not logged: {stderr}");
 }
