@@ -85,7 +85,8 @@ fn server(args: ServerArgs) -> ExitCode {
     }
 
     let mut cfg = match &args.config {
-        Some(path) => match Config::load(path) {
+        // myid is read below, once --data-dir may have moved the data directory.
+        Some(path) => match Config::parse_file(path) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("corral: {}: {e}", path.display());
@@ -113,6 +114,17 @@ fn server(args: ServerArgs) -> ExitCode {
             return ExitCode::from(2);
         }
         cfg.super_digest = Some(d);
+    }
+    if let Err(e) = cfg.load_my_id() {
+        eprintln!("corral: {e}");
+        return ExitCode::from(2);
+    }
+    if let (Some(ignored), Some(ensemble)) = (cfg.ignored_peer_type(), &cfg.ensemble) {
+        tracing::warn!(
+            peer_type = %ignored,
+            role = %ensemble.me().role,
+            "peerType does not match this server's role in its server.N line; using the server.N line"
+        );
     }
 
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");

@@ -26,13 +26,7 @@ fn failing_start(cfg: &str) -> (i32, String) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("zoo.cfg");
     std::fs::write(&path, cfg).unwrap();
-    let out = corral()
-        .args(["server", "--config"])
-        .arg(&path)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    start_with(&path)
 }
 
 #[test]
@@ -79,7 +73,7 @@ fn flags_override_the_file_and_unknown_keys_are_logged() {
     std::fs::write(
         &cfg,
         format!(
-            "clientPort={file_port}\ndataDir={}\ninitLimit=5\nnoSuchKey=1\n4lw.commands.whitelist=ruok,conf\n",
+            "clientPort={file_port}\ndataDir={}\npreAllocSize=65536\nnoSuchKey=1\n4lw.commands.whitelist=ruok,conf\n",
             dir.path().join("from-file").display()
         ),
     )
@@ -111,5 +105,93 @@ fn flags_override_the_file_and_unknown_keys_are_logged() {
     assert!(conf.contains(&format!("dataDir={}", data.display())), "{conf}");
     let stderr = std::fs::read_to_string(dir.path().join("stderr")).unwrap();
     assert!(stderr.contains("noSuchKey"), "unknown key not logged: {stderr}");
-    assert!(stderr.contains("initLimit"), "unused ZooKeeper key not logged: {stderr}");
+    assert!(stderr.contains("preAllocSize"), "unused ZooKeeper key not logged: {stderr}");
+}
+
+/// A zoo.cfg in `dir` (which is also its dataDir) with `servers` participant lines on
+/// loopback, free ports throughout; returns its path.
+fn ensemble_cfg(dir: &std::path::Path, servers: u64) -> std::path::PathBuf {
+    let mut text = format!(
+        "clientPort={}\ndataDir={}\ntickTime=2000\ninitLimit=5\nsyncLimit=2\n",
+        free_port(),
+        dir.display()
+    );
+    for id in 1..=servers {
+        text += &format!("server.{id}=127.0.0.1:{}:{}\n", free_port(), free_port());
+    }
+    let path = dir.join("zoo.cfg");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Runs `corral server --config <cfg>` to its end; returns its exit code and stderr.
+fn start_with(cfg: &std::path::Path) -> (i32, String) {
+    let out = corral()
+        .args(["server", "--config"])
+        .arg(cfg)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+#[test]
+fn an_ensemble_config_is_refused_not_run_standalone() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ensemble_cfg(dir.path(), 3);
+    std::fs::write(dir.path().join("myid"), "2\n").unwrap();
+    let (code, err) = start_with(&cfg);
+    assert_ne!(code, 0, "{err}");
+    assert!(
+        err.contains(
+            "ensemble mode (3 servers in zoo.cfg) is not supported yet by this version of Corral"
+        ),
+        "{err}"
+    );
+    assert!(!dir.path().join("log").exists(), "refused only after touching the data directory");
+}
+
+#[test]
+fn an_ensemble_without_myid_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ensemble_cfg(dir.path(), 3);
+    let (code, err) = start_with(&cfg);
+    assert_ne!(code, 0, "{err}");
+    let myid = dir.path().join("myid");
+    assert!(err.contains(&format!("myid file {}", myid.display())), "{err}");
+
+    std::fs::write(&myid, "9\n").unwrap();
+    let (code, err) = start_with(&cfg);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("no server.9 line"), "{err}");
+}
+
+#[test]
+fn a_single_server_line_runs_standalone() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = dir.path().join("zoo.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "clientPort={port}\ndataDir={}\nserver.1=127.0.0.1:{}:{}\n",
+            dir.path().join("data").display(),
+            free_port(),
+            free_port()
+        ),
+    )
+    .unwrap();
+    let _child = Child(
+        corral()
+            .args(["server", "--config"])
+            .arg(&cfg)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ruok(port).as_deref() != Some("imok") {
+        assert!(Instant::now() < deadline, "a one-server zoo.cfg did not start standalone");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

@@ -32,6 +32,15 @@
 //! | `znode.container.checkIntervalMs` | `container_check_interval_ms` | 60000                |
 //! | `superDigest`                     | `super_digest`                | none                 |
 //! | `reconfigEnabled`                 | `reconfig_enabled`            | false                |
+//! | `forceSync`                       | `force_sync`                  | yes                  |
+//! | `snapCount`                       | `snap_count`                  | 100000               |
+//! | `autopurge.snapRetainCount`       | `snap_retain_count`           | 3 (at least 3)       |
+//! | `autopurge.purgeInterval`         | `purge_interval_hours`        | 0 (never)            |
+//! | `server.N`                        | `servers`                     | none (standalone)    |
+//! | `initLimit`                       | `init_limit`                  | none (0 = not set)   |
+//! | `syncLimit`                       | `sync_limit`                  | none (0 = not set)   |
+//! | `peerType`                        | `peer_type`                   | none (see below)     |
+//! | `standaloneEnabled`               | `standalone_enabled`          | true                 |
 //!
 //! `DigestAuthenticationProvider.superDigest`, the name ZooKeeper itself
 //! reads, is accepted as a synonym for `superDigest`.
@@ -39,9 +48,10 @@
 //! The session-timeout defaults are derived from `tickTime` after the whole
 //! file has been read, so `tickTime` may appear after the timeouts.
 //!
-//! Every other key — ZooKeeper keys Corral does not use yet (`initLimit`,
-//! `server.N`, `autopurge.*`, `admin.*`, ...) as well as keys nobody knows —
-//! is collected in [`Config::unknown_keys`] so the caller can log it;
+//! Every other key — ZooKeeper keys Corral does not use yet (`electionAlg`,
+//! `quorumListenOnAllIPs`, `admin.*`, `metricsProvider.*`, ...) as well as
+//! keys nobody knows — is collected in [`Config::unknown_keys`] so the
+//! caller can log it;
 //! [`is_zookeeper_key`] tells the two kinds apart, which helps spot typos
 //! such as `clientport`.
 //!
@@ -67,10 +77,81 @@
 //! the loopback address (ZooKeeper binds the wildcard address) so a fresh
 //! Corral is not reachable from the network by accident, and it must be an
 //! IP address, not a host name.
+//!
+//! # Ensembles: `server.N`, `initLimit`, `syncLimit`, `peerType`, `myid`
+//!
+//! Read as Apache ZooKeeper 3.8 reads them (checked against ZooKeeper's
+//! `QuorumPeerConfig.java`, `QuorumPeer.QuorumServer`, `flexible/QuorumMaj.java`
+//! and `util/ConfigUtils.java`).
+//! Corral does not run an ensemble yet: the server refuses to start with one
+//! (see `Server::bind`) instead of silently running standalone.
+//!
+//! A server line is
+//! `server.N=host:quorumPort:electionPort[:participant|:observer][;[clientAddress:]clientPort]`:
+//!
+//! * `N` is the server id (ZooKeeper's `sid`, a Java `long`): a whole number
+//!   from 1 to 2^63-1. (ZooKeeper's code also takes 0; its administrator's
+//!   guide asks for 1-255, and at most 254 with `extendedTypesEnabled`, which
+//!   ZooKeeper enforces at startup and so does [`Config::set_my_id`].)
+//! * `host` is a host name or IPv4 address, or an IPv6 address in brackets
+//!   (`[::1]`). It is kept as written (brackets removed), never resolved.
+//! * both ports are required, 1-65535, and must differ (ZooKeeper: "Client and
+//!   election port must be different!"). Corral also rejects a `host:port`
+//!   pair that an earlier line already uses as a quorum or election port
+//!   (host names compared case-insensitively; `localhost` and `127.0.0.1` are
+//!   not recognised as the same host). ZooKeeper does not check this; such a
+//!   server could never bind.
+//! * the role is `participant` (the default) or `observer`, case-insensitive,
+//!   as in ZooKeeper.
+//! * the client part is `port` or `address:port` (`[v6]:port`); a bare port
+//!   means ZooKeeper's wildcard address `0.0.0.0`. It is recorded but not yet
+//!   reconciled with `clientPort`/`clientPortAddress` (in an ensemble
+//!   ZooKeeper listens on this server's client part and rejects a
+//!   `clientPort` that disagrees with it); that comes with ensemble support.
+//! * several addresses per server (`a:1:2|b:1:2`, ZooKeeper's
+//!   `multiAddress.enabled`, off by default there) are rejected, as ZooKeeper
+//!   does by default.
+//! * the same id twice (`server.1` twice, or `server.1` and `server.01`) is an
+//!   error. ZooKeeper keeps the last line silently (a `Properties` map); a
+//!   duplicated server line is almost certainly a mistake.
+//!
+//! Whether the file describes an ensemble follows ZooKeeper's
+//! `QuorumPeerConfig.isDistributed()`, with `standaloneEnabled` (default true):
+//!
+//! * no participant lines: standalone. With observer lines only, an error
+//!   ("observers without participants"); with `standaloneEnabled=false`, an
+//!   error too (ZooKeeper: "number of participants should be >0").
+//! * exactly one participant and `standaloneEnabled=true`: standalone, the
+//!   line is ignored (ZooKeeper logs "only one server specified (ignoring)";
+//!   it exists for HBase), and so is `myid`. With observer lines as well, an
+//!   error ("observers without a quorum").
+//! * two or more participants, or one with `standaloneEnabled=false`: an
+//!   ensemble. `initLimit` and `syncLimit` (ticks, positive) are then
+//!   required: ZooKeeper treats 0 as "not set" and fails with "initLimit is
+//!   not set"; so does Corral, naming the number of servers.
+//!
+//! The server's own id comes from the file `myid` in `dataDir` ([`Config::load`]
+//! or [`Config::load_my_id`]), read only for an ensemble. Its first line,
+//! whitespace trimmed, must be an id (ZooKeeper reads the first line and does
+//! not trim). A missing or unreadable file, or garbage in it, is an error
+//! naming the file (ZooKeeper: "myid file is missing"), and so is an id that
+//! has no `server.N` line (ZooKeeper, at startup: "My id N not in the peer
+//! list"). [`Config::parse`] stays a pure function of the text.
+//!
+//! `peerType` (`participant` or `observer`, case-insensitive) should agree
+//! with this server's role in its `server.N` line. When it does not,
+//! ZooKeeper logs a warning and goes by the server list; Corral does the same:
+//! [`Ensemble`] takes the role from the line, and [`Config::ignored_peer_type`]
+//! lets the caller log the disagreement.
+//!
+//! ZooKeeper's `dynamicConfigFile` and hierarchical quorums (`group.N`,
+//! `weight.N`) are not supported and are errors rather than ignored keys,
+//! because ignoring them could make an ensemble configuration look
+//! standalone or change what a quorum is.
 
 use std::collections::BTreeSet;
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// Every four letter word ZooKeeper 3.9 knows.
@@ -163,6 +244,257 @@ impl fmt::Display for FourLetterWhitelist {
     }
 }
 
+/// Name of the file in `dataDir` that holds this server's id in an ensemble.
+pub const MY_ID_FILE: &str = "myid";
+
+/// Largest server id: ZooKeeper keeps it in a Java `long`.
+const MAX_SERVER_ID: u64 = i64::MAX as u64;
+
+/// Largest server id when `extendedTypesEnabled=true` (ZooKeeper's
+/// `EphemeralType.MAX_EXTENDED_SERVER_ID`: the id shares a byte with the
+/// extended-type bits of ephemeral owners).
+const MAX_EXTENDED_SERVER_ID: u64 = 254;
+
+/// A server's part in an ensemble: the optional fourth field of `server.N`,
+/// or `peerType`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Role {
+    /// Votes in elections and counts towards quorums (the default).
+    #[default]
+    Participant,
+    /// Follows the leader and serves clients, but does not vote.
+    Observer,
+}
+
+impl Role {
+    /// `participant` or `observer`, case-insensitive, surrounding whitespace
+    /// ignored (as ZooKeeper's `QuorumServer.getType`).
+    pub fn parse(value: &str) -> Option<Role> {
+        let value = value.trim();
+        if value.eq_ignore_ascii_case("participant") {
+            Some(Role::Participant)
+        } else if value.eq_ignore_ascii_case("observer") {
+            Some(Role::Observer)
+        } else {
+            None
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Participant => "participant",
+            Role::Observer => "observer",
+        })
+    }
+}
+
+/// Where a server takes client connections: the part after `;` in `server.N`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientAddress {
+    /// The address as written (IPv6 without brackets), not resolved. `None`
+    /// when only a port was given, which ZooKeeper reads as `0.0.0.0`.
+    pub host: Option<String>,
+    /// The client port (0-65535).
+    pub port: u16,
+}
+
+/// One `server.N` line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSpec {
+    /// `N`: the server id, 1 to 2^63-1.
+    pub id: u64,
+    /// Host name or IP address as written (IPv6 without its brackets), not
+    /// resolved.
+    pub host: String,
+    /// Port followers connect to the leader on (the first port).
+    pub quorum_port: u16,
+    /// Port for leader election (the second port).
+    pub election_port: u16,
+    /// Participant (the default) or observer.
+    pub role: Role,
+    /// The optional client address after `;`.
+    pub client: Option<ClientAddress>,
+}
+
+impl ServerSpec {
+    /// Parses the value of a `server.N` line for server `id`:
+    /// `host:quorumPort:electionPort[:role][;[clientAddress:]clientPort]`.
+    /// On failure returns the reason.
+    pub fn parse(id: u64, value: &str) -> Result<ServerSpec, String> {
+        const FORM: &str =
+            "expected host:quorumPort:electionPort[:participant|:observer][;[clientAddress:]clientPort]";
+        if value.contains('|') {
+            return Err("several addresses for one server (multiAddress) are not supported".into());
+        }
+        let (server_part, client_part) = match value.split_once(';') {
+            Some((_, client)) if client.contains(';') => {
+                return Err(format!("more than one ';': {FORM}"));
+            }
+            Some((server, client)) => (server, Some(client)),
+            None => (value, None),
+        };
+        let (host, fields) = split_host(server_part)?;
+        let (quorum, election, role) = match fields.as_slice() {
+            [] => return Err(format!("missing quorum and election ports: {FORM}")),
+            [_] => return Err(format!("missing election port: {FORM}")),
+            [q, e] => (*q, *e, None),
+            [q, e, r] => (*q, *e, Some(*r)),
+            _ => {
+                return Err(format!(
+                    "too many ':'-separated fields (an IPv6 address must be in brackets, \
+                     e.g. [::1]): {FORM}"
+                ));
+            }
+        };
+        let port = |what: &str, text: &str| match text.parse::<u16>() {
+            Ok(p) if p > 0 => Ok(p),
+            _ => Err(format!(
+                "{what} port '{text}' is not a port number (1-65535)"
+            )),
+        };
+        check_host(host)?;
+        let quorum_port = port("quorum", quorum)?;
+        let election_port = port("election", election)?;
+        if quorum_port == election_port {
+            return Err(format!(
+                "quorum port and election port must be different (both are {quorum_port})"
+            ));
+        }
+        let role = match role {
+            None => Role::Participant,
+            Some(r) => Role::parse(r)
+                .ok_or_else(|| format!("unknown role '{r}' (participant or observer)"))?,
+        };
+        let client = match client_part {
+            None => None,
+            Some(c) => Some(parse_client_address(c)?),
+        };
+        Ok(ServerSpec {
+            id,
+            host: host.to_owned(),
+            quorum_port,
+            election_port,
+            role,
+            client,
+        })
+    }
+}
+
+/// Splits `host:field:...` where host may be a bracketed IPv6 address (as
+/// ZooKeeper's `ConfigUtils.getHostAndPort`). The host is not checked (see
+/// [`check_host`]), so that a missing bracket can be reported as such.
+fn split_host(text: &str) -> Result<(&str, Vec<&str>), String> {
+    let (host, rest) = if let Some(bracketed) = text.strip_prefix('[') {
+        let (inside, after) = bracketed
+            .split_once(']')
+            .ok_or_else(|| format!("'{text}' starts with '[' but has no matching ']'"))?;
+        // A zone (`fe80::1%eth0`) is allowed after the address.
+        let address = inside.split_once('%').map_or(inside, |(a, _)| a);
+        if address.parse::<Ipv6Addr>().is_err() {
+            return Err(format!("'[{inside}]' is not an IPv6 address in brackets"));
+        }
+        if after.is_empty() {
+            return Ok((inside, Vec::new()));
+        }
+        let rest = after
+            .strip_prefix(':')
+            .ok_or_else(|| format!("expected ':' after ']' in '{text}'"))?;
+        (inside, Some(rest))
+    } else {
+        match text.split_once(':') {
+            Some((host, rest)) => (host, Some(rest)),
+            None => (text, None),
+        }
+    };
+    Ok((host, rest.map_or_else(Vec::new, |r| r.split(':').collect())))
+}
+
+/// A host is not resolved, only checked to be non-empty and free of
+/// whitespace.
+fn check_host(host: &str) -> Result<(), String> {
+    if host.is_empty() {
+        return Err("empty host".into());
+    }
+    if host.chars().any(char::is_whitespace) {
+        return Err(format!("host '{host}' contains whitespace"));
+    }
+    Ok(())
+}
+
+/// The client part of a server line: `port` or `address:port`.
+fn parse_client_address(text: &str) -> Result<ClientAddress, String> {
+    const FORM: &str = "the client address after ';' must be port or address:port";
+    if text.is_empty() {
+        return Err(format!("nothing after ';': {FORM}"));
+    }
+    let port = |p: &str| {
+        p.parse::<u16>()
+            .map_err(|_| format!("client port '{p}' is not a port number (0-65535)"))
+    };
+    if !text.contains(':') {
+        return Ok(ClientAddress {
+            host: None,
+            port: port(text)?,
+        });
+    }
+    match split_host(text)? {
+        (host, fields) if fields.len() == 1 => {
+            check_host(host)?;
+            Ok(ClientAddress {
+                host: Some(host.to_owned()),
+                port: port(fields[0])?,
+            })
+        }
+        _ => Err(format!("'{text}': {FORM}")),
+    }
+}
+
+/// The ensemble this server is part of: the `server.N` lines, the limits,
+/// and this server's own id from `myid`. Only built when the file describes
+/// an ensemble (see [`Config::describes_ensemble`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ensemble {
+    /// This server's id (from `myid`); always one of `servers`.
+    pub my_id: u64,
+    /// Every server, participants and observers, sorted by id.
+    pub servers: Vec<ServerSpec>,
+    /// `initLimit`: ticks a follower may take to connect and sync to a leader.
+    pub init_limit: u32,
+    /// `syncLimit`: ticks a follower may lag behind the leader.
+    pub sync_limit: u32,
+}
+
+impl Ensemble {
+    /// The server with this id.
+    pub fn server(&self, id: u64) -> Option<&ServerSpec> {
+        self.servers.iter().find(|s| s.id == id)
+    }
+
+    /// This server's own line.
+    pub fn me(&self) -> &ServerSpec {
+        self.server(self.my_id)
+            .expect("an Ensemble's my_id is one of its servers")
+    }
+
+    /// The participants: the servers that vote, in id order.
+    pub fn voters(&self) -> impl Iterator<Item = &ServerSpec> {
+        self.servers.iter().filter(|s| s.role == Role::Participant)
+    }
+
+    /// Whether `id` is an observer (false for ids not in the ensemble).
+    pub fn is_observer(&self, id: u64) -> bool {
+        self.server(id).is_some_and(|s| s.role == Role::Observer)
+    }
+
+    /// Votes needed for a quorum: a majority of the participants,
+    /// floor(n/2)+1 (ZooKeeper's `QuorumMaj`); observers do not count.
+    pub fn quorum_size(&self) -> usize {
+        self.voters().count() / 2 + 1
+    }
+}
+
 /// Errors from reading or parsing a configuration file.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -194,6 +526,15 @@ pub enum ConfigError {
         "minSessionTimeout ({min_ms} ms) must not be larger than maxSessionTimeout ({max_ms} ms)"
     )]
     SessionTimeoutRange { min_ms: u32, max_ms: u32 },
+    /// The `server.N` lines and related keys, each valid on its own, do not
+    /// make a valid configuration together (e.g. an ensemble without
+    /// `initLimit`).
+    #[error("{0}")]
+    Ensemble(String),
+    /// The `myid` file of an ensemble member is missing, unreadable, does
+    /// not hold a server id, or holds an id that has no `server.N` line.
+    #[error("myid file {}: {reason}", path.display())]
+    MyId { path: PathBuf, reason: String },
 }
 
 /// Server configuration, as read from `zoo.cfg`.
@@ -262,6 +603,26 @@ pub struct Config {
     /// `autopurge.purgeInterval`: hours between purges of old snapshots and the log
     /// segments they cover; 0 (the default, as in ZooKeeper) never purges.
     pub purge_interval_hours: u32,
+    /// Every `server.N` line, participants and observers, sorted by id.
+    /// Empty for a standalone configuration; may hold one participant that
+    /// ZooKeeper (and Corral) ignore (see [`Config::describes_ensemble`]).
+    pub servers: Vec<ServerSpec>,
+    /// `initLimit` in ticks; `None` when absent or 0 ("not set" in ZooKeeper).
+    /// Required for an ensemble.
+    pub init_limit: Option<u32>,
+    /// `syncLimit` in ticks; `None` when absent or 0. Required for an ensemble.
+    pub sync_limit: Option<u32>,
+    /// `peerType`, if given. The role in this server's `server.N` line wins
+    /// when they disagree (see [`Config::ignored_peer_type`]).
+    pub peer_type: Option<Role>,
+    /// `standaloneEnabled` (default true): whether a configuration with a
+    /// single participant runs standalone.
+    pub standalone_enabled: bool,
+    /// The ensemble, once this server's id has been read from `myid`
+    /// ([`Config::load`], [`Config::load_my_id`] or [`Config::set_my_id`]).
+    /// Always `None` after [`Config::parse`] alone, and for a standalone
+    /// configuration.
+    pub ensemble: Option<Ensemble>,
     /// Keys present in the file that Corral ignored, in order of first
     /// appearance and without duplicates: ZooKeeper keys Corral does not
     /// use yet as well as unknown ones (see [`is_zookeeper_key`]). The
@@ -290,6 +651,12 @@ impl Default for Config {
             snap_count: 100_000,
             snap_retain_count: 3,
             purge_interval_hours: 0,
+            servers: Vec::new(),
+            init_limit: None,
+            sync_limit: None,
+            peer_type: None,
+            standalone_enabled: true,
+            ensemble: None,
             unknown_keys: Vec::new(),
         }
     }
@@ -312,6 +679,8 @@ impl Config {
         // `None` = not given (or -1): derive from tickTime once it is known.
         let mut min_session_timeout = None;
         let mut max_session_timeout = None;
+        // Server lines with the line number each came from, in file order.
+        let mut servers: Vec<(usize, ServerSpec)> = Vec::new();
 
         for (index, raw) in text.lines().enumerate() {
             let Some(entry) = Entry::split(index + 1, raw)? else {
@@ -349,6 +718,29 @@ impl Config {
                 // ZooKeeper raises a retain count below 3 to 3; so do we.
                 "autopurge.snapRetainCount" => cfg.snap_retain_count = entry.count()?.max(3),
                 "autopurge.purgeInterval" => cfg.purge_interval_hours = entry.count()?,
+                "initLimit" => cfg.init_limit = entry.limit()?,
+                "syncLimit" => cfg.sync_limit = entry.limit()?,
+                "peerType" => {
+                    cfg.peer_type = Some(Role::parse(entry.value).ok_or_else(|| {
+                        entry.invalid("not a peer type (participant or observer)")
+                    })?);
+                }
+                "standaloneEnabled" => cfg.standalone_enabled = entry.boolean()?,
+                "dynamicConfigFile" => {
+                    return Err(entry.invalid(
+                        "dynamic configuration files are not supported; \
+                         put the server.N lines in this file",
+                    ));
+                }
+                key if key.starts_with("server.") => {
+                    let server = entry.server(&servers)?;
+                    servers.push((entry.line, server));
+                }
+                key if key.starts_with("group.") || key.starts_with("weight.") => {
+                    return Err(
+                        entry.invalid("hierarchical quorums (group.N, weight.N) are not supported")
+                    );
+                }
                 other => {
                     if !cfg.unknown_keys.iter().any(|k| k == other) {
                         cfg.unknown_keys.push(other.to_owned());
@@ -367,14 +759,166 @@ impl Config {
                 max_ms: cfg.max_session_timeout_ms,
             });
         }
+        cfg.servers = servers.into_iter().map(|(_, s)| s).collect();
+        cfg.servers.sort_by_key(|s| s.id);
+        cfg.check_ensemble()?;
         Ok(cfg)
     }
 
-    /// Reads and parses the file at `path`. Relative paths inside it (such
-    /// as `dataDir`) are kept as given, not resolved against the file's
-    /// directory — ZooKeeper does the same. Parse errors carry the line
-    /// number but not the path; the caller knows it.
+    /// The checks ZooKeeper's `parseDynamicConfig` and `checkValidity` make
+    /// that need the whole file but not `myid`.
+    fn check_ensemble(&self) -> Result<(), ConfigError> {
+        let participants = self.participant_count();
+        let observers = self.servers.len() - participants;
+        if participants == 0 {
+            if !self.standalone_enabled {
+                return Err(ConfigError::Ensemble(
+                    "standaloneEnabled=false needs at least one participant server.N line".into(),
+                ));
+            }
+            if observers > 0 {
+                return Err(ConfigError::Ensemble(format!(
+                    "{observers} observer server.N line(s) but no participant: observers \
+                     without participants is an invalid configuration"
+                )));
+            }
+        } else if participants == 1 && self.standalone_enabled && observers > 0 {
+            return Err(ConfigError::Ensemble(format!(
+                "one participant and {observers} observer server.N line(s): observers without \
+                 a quorum is an invalid configuration (a single participant runs standalone \
+                 while standaloneEnabled=true)"
+            )));
+        }
+        if self.describes_ensemble() {
+            let n = self.servers.len();
+            for (key, value) in [
+                ("initLimit", self.init_limit),
+                ("syncLimit", self.sync_limit),
+            ] {
+                if value.is_none() {
+                    return Err(ConfigError::Ensemble(format!(
+                        "{key} is not set; it is required for an ensemble ({n} servers in zoo.cfg)"
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn participant_count(&self) -> usize {
+        self.servers
+            .iter()
+            .filter(|s| s.role == Role::Participant)
+            .count()
+    }
+
+    /// Whether the `server.N` lines describe an ensemble rather than a
+    /// standalone server: two or more participants, or one participant with
+    /// `standaloneEnabled=false` (ZooKeeper's `isDistributed()`). Observers
+    /// alone never make an ensemble (that is an error).
+    pub fn describes_ensemble(&self) -> bool {
+        let participants = self.participant_count();
+        participants > 1 || (participants == 1 && !self.standalone_enabled)
+    }
+
+    /// `<dataDir>/myid`.
+    pub fn my_id_path(&self) -> PathBuf {
+        self.data_dir.join(MY_ID_FILE)
+    }
+
+    /// For an ensemble, reads this server's id from `<dataDir>/myid` and
+    /// builds [`Config::ensemble`] (see [`Config::set_my_id`]); for a
+    /// standalone configuration does nothing and reads no file, as
+    /// ZooKeeper does not need `myid` there. Call it after changing
+    /// `data_dir`.
+    pub fn load_my_id(&mut self) -> Result<(), ConfigError> {
+        if !self.describes_ensemble() {
+            self.ensemble = None;
+            return Ok(());
+        }
+        let path = self.my_id_path();
+        let n = self.servers.len();
+        let text = std::fs::read_to_string(&path).map_err(|e| ConfigError::MyId {
+            path: path.clone(),
+            reason: format!(
+                "cannot read it: {e}; an ensemble ({n} servers in zoo.cfg) needs this \
+                 server's id in it"
+            ),
+        })?;
+        let my_id = parse_my_id(&text).map_err(|reason| ConfigError::MyId {
+            path: path.clone(),
+            reason,
+        })?;
+        self.set_my_id(my_id)
+    }
+
+    /// Builds [`Config::ensemble`] for the server with id `my_id` (as read
+    /// from `myid`): the id must have a `server.N` line and, with
+    /// `extendedTypesEnabled`, be at most 254 (as in ZooKeeper). Pure. For a
+    /// standalone configuration, sets `ensemble` to `None` and ignores the id.
+    /// Errors name `<dataDir>/myid`, where the id comes from.
+    pub fn set_my_id(&mut self, my_id: u64) -> Result<(), ConfigError> {
+        if !self.describes_ensemble() {
+            self.ensemble = None;
+            return Ok(());
+        }
+        let error = |reason: String| ConfigError::MyId {
+            path: self.my_id_path(),
+            reason,
+        };
+        if !self.servers.iter().any(|s| s.id == my_id) {
+            let ids: Vec<String> = self.servers.iter().map(|s| s.id.to_string()).collect();
+            return Err(error(format!(
+                "id {my_id} has no server.{my_id} line in zoo.cfg (ids there: {})",
+                ids.join(", ")
+            )));
+        }
+        if self.extended_types_enabled && my_id > MAX_EXTENDED_SERVER_ID {
+            return Err(error(format!(
+                "id {my_id} is larger than {MAX_EXTENDED_SERVER_ID}, the largest id allowed \
+                 with extendedTypesEnabled=true"
+            )));
+        }
+        let (Some(init_limit), Some(sync_limit)) = (self.init_limit, self.sync_limit) else {
+            // `parse` already refused an ensemble without them; only a
+            // hand-built Config gets here.
+            return Err(ConfigError::Ensemble(
+                "initLimit and syncLimit are required for an ensemble".into(),
+            ));
+        };
+        self.ensemble = Some(Ensemble {
+            my_id,
+            servers: self.servers.clone(),
+            init_limit,
+            sync_limit,
+        });
+        Ok(())
+    }
+
+    /// `peerType` when it disagrees with this server's role in its
+    /// `server.N` line, and so was ignored (ZooKeeper logs a warning and goes
+    /// by the server list). `None` when it agrees, is absent, or there is no
+    /// ensemble.
+    pub fn ignored_peer_type(&self) -> Option<Role> {
+        let ensemble = self.ensemble.as_ref()?;
+        self.peer_type.filter(|&p| p != ensemble.me().role)
+    }
+
+    /// Reads and parses the file at `path`, then, for an ensemble, reads
+    /// `<dataDir>/myid` ([`Config::load_my_id`]). Relative paths inside it
+    /// (such as `dataDir`) are kept as given, not resolved against the
+    /// file's directory — ZooKeeper does the same. Parse errors carry the
+    /// line number but not the path; the caller knows it.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let mut cfg = Config::parse_file(path)?;
+        cfg.load_my_id()?;
+        Ok(cfg)
+    }
+
+    /// Reads and parses the file at `path` without reading `myid`, for a
+    /// caller that may still change `data_dir` before
+    /// [`Config::load_my_id`].
+    pub fn parse_file(path: &Path) -> Result<Config, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
             path: path.to_owned(),
             source,
@@ -391,6 +935,29 @@ impl Config {
         let max = i32::try_from(self.max_session_timeout_ms).unwrap_or(i32::MAX);
         requested_ms.max(min).min(max)
     }
+}
+
+/// Parses the text of a `myid` file: its first line, whitespace trimmed,
+/// must be a server id (1 to 2^63-1). On failure returns the reason.
+pub fn parse_my_id(text: &str) -> Result<u64, String> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let first = text.lines().next().unwrap_or("").trim();
+    if first.is_empty() {
+        return Err("empty; it must hold this server's id, e.g. 1".into());
+    }
+    parse_server_id(first).ok_or_else(|| {
+        format!("'{first}' is not a server id (a whole number from 1 to {MAX_SERVER_ID})")
+    })
+}
+
+/// A server id: 1 to 2^63-1.
+fn parse_server_id(text: &str) -> Option<u64> {
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    text.parse::<u64>()
+        .ok()
+        .filter(|id| (1..=MAX_SERVER_ID).contains(id))
 }
 
 /// Whether `key` is a configuration key ZooKeeper itself understands (in
@@ -569,6 +1136,48 @@ impl<'a> Entry<'a> {
         }
     }
 
+    /// `initLimit`/`syncLimit`: ticks, 0 to 2^31-1; 0 means "not set", as
+    /// in ZooKeeper.
+    fn limit(&self) -> Result<Option<u32>, ConfigError> {
+        match self.value.parse::<u32>() {
+            Ok(0) => Ok(None),
+            Ok(n) if n <= MAX_TIMEOUT_MS => Ok(Some(n)),
+            _ => Err(self.invalid("not a positive number of ticks (1-2147483647)")),
+        }
+    }
+
+    /// A `server.N` line, checked against the lines before it (`earlier`):
+    /// no id twice, no quorum or election `host:port` twice.
+    fn server(&self, earlier: &[(usize, ServerSpec)]) -> Result<ServerSpec, ConfigError> {
+        let suffix = &self.key["server.".len()..];
+        let id = parse_server_id(suffix).ok_or_else(|| {
+            self.invalid(format!(
+                "'{suffix}' after 'server.' is not a server id (a whole number from 1 to \
+                 {MAX_SERVER_ID})"
+            ))
+        })?;
+        let server = ServerSpec::parse(id, self.value).map_err(|r| self.invalid(r))?;
+        for (line, other) in earlier {
+            if other.id == id {
+                return Err(
+                    self.invalid(format!("server id {id} is already defined on line {line}"))
+                );
+            }
+            if !other.host.eq_ignore_ascii_case(&server.host) {
+                continue;
+            }
+            for port in [server.quorum_port, server.election_port] {
+                if port == other.quorum_port || port == other.election_port {
+                    return Err(self.invalid(format!(
+                        "port {port} on host {} is already used by server.{} (line {line})",
+                        server.host, other.id
+                    )));
+                }
+            }
+        }
+        Ok(server)
+    }
+
     fn count(&self) -> Result<u32, ConfigError> {
         self.value
             .parse()
@@ -716,7 +1325,12 @@ mod tests {
              znode.container.checkIntervalMs=1000\n\
              superDigest={DIGEST}\n\
              reconfigEnabled=true\n\
-             forceSync=no\n"
+             forceSync=no\n\
+             initLimit=10\n\
+             syncLimit=5\n\
+             peerType=participant\n\
+             standaloneEnabled=false\n\
+             server.1=zoo1:12888:13888\n"
         );
         let cfg = parse(&text);
         assert_eq!(
@@ -740,6 +1354,19 @@ mod tests {
                 snap_count: 100_000,
                 snap_retain_count: 3,
                 purge_interval_hours: 0,
+                servers: vec![ServerSpec {
+                    id: 1,
+                    host: "zoo1".into(),
+                    quorum_port: 12888,
+                    election_port: 13888,
+                    role: Role::Participant,
+                    client: None,
+                }],
+                init_limit: Some(10),
+                sync_limit: Some(5),
+                peer_type: Some(Role::Participant),
+                standalone_enabled: false,
+                ensemble: None,
                 unknown_keys: vec![],
             }
         );
@@ -755,12 +1382,13 @@ mod tests {
              initLimit=10\n\
              syncLimit=5\n\
              dataDir=/tmp/zookeeper\n\
-             clientPort=2181\n\
+             clientPort=12181\n\
              #maxClientCnxns=60\n\
              #autopurge.snapRetainCount=3\n\
              autopurge.purgeInterval=1\n\
-             server.1=zoo1:2888:3888\n\
-             server.2=zoo2:2888:3888;2181\n\
+             server.1=zoo1:12888:13888\n\
+             server.2=zoo2:12888:13888;12181\n\
+             server.3=zoo3:12888:13888\n\
              admin.enableServer=false\n\
              metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider\n",
         );
@@ -770,16 +1398,19 @@ mod tests {
         assert_eq!(cfg.data_dir, PathBuf::from("/tmp/zookeeper"));
         assert_eq!(cfg.max_client_cnxns, 60);
         assert_eq!(cfg.purge_interval_hours, 1);
+        assert_eq!((cfg.init_limit, cfg.sync_limit), (Some(10), Some(5)));
+        assert_eq!(
+            cfg.servers
+                .iter()
+                .map(|s| (s.id, s.host.as_str()))
+                .collect::<Vec<_>>(),
+            [(1, "zoo1"), (2, "zoo2"), (3, "zoo3")]
+        );
+        assert!(cfg.describes_ensemble());
+        assert_eq!(cfg.ensemble, None, "parse alone does not read myid");
         assert_eq!(
             cfg.unknown_keys,
-            [
-                "initLimit",
-                "syncLimit",
-                "server.1",
-                "server.2",
-                "admin.enableServer",
-                "metricsProvider.className",
-            ]
+            ["admin.enableServer", "metricsProvider.className"]
         );
     }
 
@@ -814,8 +1445,10 @@ mod tests {
 
     #[test]
     fn equals_takes_precedence_over_colon() {
-        let cfg = parse("server.1=host:2888:3888\nclientPortAddress=::1\n");
-        assert_eq!(cfg.unknown_keys, ["server.1"]);
+        let cfg = parse("server.1=host:12888:13888\nclientPortAddress=::1\n");
+        assert_eq!(cfg.servers[0].host, "host");
+        assert_eq!(cfg.servers[0].quorum_port, 12888);
+        assert!(cfg.unknown_keys.is_empty());
         assert_eq!(cfg.client_port_address, IpAddr::V6(Ipv6Addr::LOCALHOST));
     }
 
@@ -1198,18 +1831,9 @@ mod tests {
     #[test]
     fn unknown_keys_are_collected_once_in_order() {
         let cfg = parse(
-            "initLimit=10\nclientport=2182\nserver.1=a:1:2\ninitLimit=11\nfoo.bar: baz\nsyncLimit=1\n",
+            "electionAlg=3\nclientport=2182\nserver.1=a:1:2\nelectionAlg=3\nfoo.bar: baz\nsyncLimit=1\n",
         );
-        assert_eq!(
-            cfg.unknown_keys,
-            [
-                "initLimit",
-                "clientport",
-                "server.1",
-                "foo.bar",
-                "syncLimit"
-            ]
-        );
+        assert_eq!(cfg.unknown_keys, ["electionAlg", "clientport", "foo.bar"]);
         // The misspelt key did not take effect: keys are case-sensitive.
         assert_eq!(cfg.client_port, 2181);
     }
@@ -1232,8 +1856,8 @@ mod tests {
 
     #[test]
     fn unknown_keys_values_are_not_validated() {
-        let cfg = parse("initLimit=not a number\nsyncLimit=maybe\n");
-        assert_eq!(cfg.unknown_keys, ["initLimit", "syncLimit"]);
+        let cfg = parse("electionAlg=not a number\nquorumListenOnAllIPs=maybe\n");
+        assert_eq!(cfg.unknown_keys, ["electionAlg", "quorumListenOnAllIPs"]);
     }
 
     #[test]
@@ -1305,12 +1929,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("corral-config-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("zoo.cfg");
-        std::fs::write(&path, "clientPort=3181\ndataDir=data\ninitLimit=5\n").unwrap();
+        std::fs::write(&path, "clientPort=3181\ndataDir=data\nelectionAlg=3\n").unwrap();
         let cfg = Config::load(&path).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(cfg.client_port, 3181);
         assert_eq!(cfg.data_dir, PathBuf::from("data"));
-        assert_eq!(cfg.unknown_keys, ["initLimit"]);
+        assert_eq!(cfg.unknown_keys, ["electionAlg"]);
     }
 
     #[test]
@@ -1328,5 +1952,605 @@ mod tests {
             msg.starts_with("cannot read config file /nonexistent/corral/zoo.cfg: "),
             "{msg}"
         );
+    }
+
+    // ---- Ensembles: server.N, initLimit, syncLimit, peerType, myid ----
+
+    const ENSEMBLE3: &str = "initLimit=5\nsyncLimit=2\n\
+                             server.1=zoo1:12888:13888\n\
+                             server.2=zoo2:12888:13888\n\
+                             server.3=zoo3:12888:13888\n";
+
+    /// Parses `server.7=value` within a valid ensemble of other servers.
+    fn server(value: &str) -> ServerSpec {
+        let cfg = parse(&format!(
+            "initLimit=5\nsyncLimit=2\nserver.1=p1:12888:13888\nserver.2=p2:12888:13888\n\
+             server.7={value}\n"
+        ));
+        assert_eq!(cfg.servers.len(), 3);
+        let spec = cfg.servers[2].clone();
+        assert_eq!(ServerSpec::parse(7, value), Ok(spec.clone()));
+        spec
+    }
+
+    fn server_err(value: &str) -> String {
+        assert_invalid(&format!("tickTime=2000\nserver.7={value}\n"), 2, "server.7")
+    }
+
+    fn spec(id: u64, host: &str, role: Role, client: Option<(Option<&str>, u16)>) -> ServerSpec {
+        ServerSpec {
+            id,
+            host: host.to_owned(),
+            quorum_port: 12888,
+            election_port: 13888,
+            role,
+            client: client.map(|(h, port)| ClientAddress {
+                host: h.map(str::to_owned),
+                port,
+            }),
+        }
+    }
+
+    fn ensemble_err(text: &str) -> String {
+        match parse_err(text) {
+            ConfigError::Ensemble(reason) => reason,
+            other => panic!("expected Ensemble for {text:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn server_line_forms() {
+        use Role::{Observer, Participant};
+        let cases: &[(&str, ServerSpec)] = &[
+            ("zoo1:12888:13888", spec(7, "zoo1", Participant, None)),
+            (
+                "zoo1:12888:13888:participant",
+                spec(7, "zoo1", Participant, None),
+            ),
+            ("zoo1:12888:13888:observer", spec(7, "zoo1", Observer, None)),
+            ("zoo1:12888:13888:OBSERVER", spec(7, "zoo1", Observer, None)),
+            (
+                "zoo1:12888:13888:Participant",
+                spec(7, "zoo1", Participant, None),
+            ),
+            (
+                "10.0.0.1:12888:13888",
+                spec(7, "10.0.0.1", Participant, None),
+            ),
+            (
+                "zoo1:12888:13888;12181",
+                spec(7, "zoo1", Participant, Some((None, 12181))),
+            ),
+            (
+                "zoo1:12888:13888:observer;12181",
+                spec(7, "zoo1", Observer, Some((None, 12181))),
+            ),
+            (
+                "zoo1:12888:13888;0.0.0.0:12181",
+                spec(7, "zoo1", Participant, Some((Some("0.0.0.0"), 12181))),
+            ),
+            (
+                "zoo1:12888:13888:participant;client.example:12181",
+                spec(
+                    7,
+                    "zoo1",
+                    Participant,
+                    Some((Some("client.example"), 12181)),
+                ),
+            ),
+            ("[::1]:12888:13888", spec(7, "::1", Participant, None)),
+            (
+                "[2001:db8::7]:12888:13888:observer;[2001:db8::7]:12181",
+                spec(
+                    7,
+                    "2001:db8::7",
+                    Observer,
+                    Some((Some("2001:db8::7"), 12181)),
+                ),
+            ),
+            (
+                "[fe80::1%eth0]:12888:13888;[::]:12181",
+                spec(7, "fe80::1%eth0", Participant, Some((Some("::"), 12181))),
+            ),
+            // The client port, like clientPort, may be 0.
+            (
+                "zoo1:12888:13888;0",
+                spec(7, "zoo1", Participant, Some((None, 0))),
+            ),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(&server(value), expected, "{value}");
+        }
+        // Whitespace around the whole value is trimmed like any value's.
+        assert_eq!(
+            parse("server.7 =  zoo1:12888:13888  \n").servers,
+            [spec(7, "zoo1", Participant, None)]
+        );
+        // The id is the key's suffix.
+        assert_eq!(parse("server.42=zoo1:12888:13888\n").servers[0].id, 42);
+    }
+
+    #[test]
+    fn server_line_errors() {
+        let cases = [
+            ("", "missing quorum and election ports"),
+            ("zoo1", "missing quorum and election ports"),
+            ("[::1]", "missing quorum and election ports"),
+            ("zoo1:12888", "missing election port"),
+            ("zoo1:abc:13888", "quorum port 'abc' is not a port number"),
+            ("zoo1:0:13888", "quorum port '0' is not a port number"),
+            (
+                "zoo1:12888:65536",
+                "election port '65536' is not a port number",
+            ),
+            ("zoo1:12888:", "election port '' is not a port number"),
+            (
+                "zoo1: 12888:13888",
+                "quorum port ' 12888' is not a port number",
+            ),
+            (
+                "zoo1:12888:12888",
+                "quorum port and election port must be different",
+            ),
+            (
+                "zoo1:12888:13888:leader",
+                "unknown role 'leader' (participant or observer)",
+            ),
+            ("zoo1:12888:13888:", "unknown role ''"),
+            (
+                "zoo1:12888:13888:observer:x",
+                "too many ':'-separated fields",
+            ),
+            ("::1:12888:13888", "an IPv6 address must be in brackets"),
+            ("[::1:12888:13888", "has no matching ']'"),
+            ("[zoo1]:12888:13888", "is not an IPv6 address in brackets"),
+            ("[::1]12888:13888", "expected ':' after ']'"),
+            (":12888:13888", "empty host"),
+            ("zoo 1:12888:13888", "host 'zoo 1' contains whitespace"),
+            ("zoo1:12888:13888;", "nothing after ';'"),
+            (
+                "zoo1:12888:13888;abc",
+                "client port 'abc' is not a port number",
+            ),
+            (
+                "zoo1:12888:13888;70000",
+                "client port '70000' is not a port number",
+            ),
+            (
+                "zoo1:12888:13888;zoo1:12181:1",
+                "must be port or address:port",
+            ),
+            ("zoo1:12888:13888;:12181", "empty host"),
+            ("zoo1:12888:13888;[zoo1]:12181", "is not an IPv6 address"),
+            ("zoo1:12888:13888;12181;12182", "more than one ';'"),
+            ("a:12888:13888|b:12888:13888", "multiAddress"),
+        ];
+        for (value, reason) in cases {
+            let got = server_err(value);
+            assert!(
+                got.contains(reason),
+                "{value:?}: expected {reason:?} in {got:?}"
+            );
+        }
+        // The message names the line, key, value and reason.
+        let msg = Config::parse("server.3=zoo3:12888\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.starts_with("line 1: server.3 = 'zoo3:12888': missing election port"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn server_ids() {
+        for key in [
+            "server.abc",
+            "server.",
+            "server.0",
+            "server.-1",
+            "server.+1",
+            "server.1.2",
+            "server. 1",
+            "server.9223372036854775808",
+        ] {
+            let reason = assert_invalid(&format!("{key}=zoo1:12888:13888\n"), 1, key);
+            assert!(reason.contains("is not a server id"), "{key}: {reason}");
+        }
+        let cfg = parse(
+            "server.9223372036854775807=zoo1:12888:13888\nserver.255=zoo2:12888:13888\n\
+             initLimit=5\nsyncLimit=2\n",
+        );
+        assert_eq!(
+            cfg.servers.iter().map(|s| s.id).collect::<Vec<_>>(),
+            [255, 9_223_372_036_854_775_807],
+            "sorted by id"
+        );
+    }
+
+    #[test]
+    fn duplicate_server_ids_are_rejected() {
+        let reason = assert_invalid(
+            "server.1=zoo1:12888:13888\nserver.2=zoo2:12888:13888\nserver.1=zoo3:12888:13888\n",
+            3,
+            "server.1",
+        );
+        assert_eq!(reason, "server id 1 is already defined on line 1");
+        let reason = assert_invalid(
+            "server.1=zoo1:12888:13888\nserver.01=zoo2:12888:13888\n",
+            2,
+            "server.01",
+        );
+        assert_eq!(reason, "server id 1 is already defined on line 1");
+    }
+
+    #[test]
+    fn a_quorum_or_election_port_twice_on_one_host_is_rejected() {
+        // The usual one-machine test ensemble: one host, distinct ports.
+        let cfg = parse(
+            "server.1=127.0.0.1:12888:13888\n\
+             server.2=127.0.0.1:12889:13889\n\
+             server.3=127.0.0.1:12890:13890\n\
+             initLimit=5\nsyncLimit=2\n",
+        );
+        assert_eq!(cfg.servers.len(), 3);
+        // Same ports on different hosts are fine (ENSEMBLE3).
+        assert_eq!(parse(ENSEMBLE3).servers.len(), 3);
+
+        for (second, port) in [
+            ("zoo1:12888:13888", 12888),
+            ("ZOO1:13888:14888", 13888),
+            ("zoo1:14888:12888", 12888),
+        ] {
+            let reason = assert_invalid(
+                &format!("server.1=zoo1:12888:13888\nserver.2={second}\n"),
+                2,
+                "server.2",
+            );
+            assert!(
+                reason.starts_with(&format!("port {port} on host ")),
+                "{second}: {reason}"
+            );
+            assert!(
+                reason.ends_with("is already used by server.1 (line 1)"),
+                "{reason}"
+            );
+        }
+    }
+
+    #[test]
+    fn standalone_or_ensemble() {
+        let ensemble = |text: &str| parse(text).describes_ensemble();
+        // No server lines.
+        assert!(!ensemble(""));
+        assert!(parse("").servers.is_empty());
+        // One participant: standalone, the line ignored; no limits needed.
+        assert!(!ensemble("server.1=zoo1:12888:13888\n"));
+        assert!(!ensemble(
+            "server.1=zoo1:12888:13888:participant\nstandaloneEnabled=true\n"
+        ));
+        // One participant with standaloneEnabled=false: an ensemble of one.
+        assert!(ensemble(
+            "server.1=zoo1:12888:13888\nstandaloneEnabled=false\ninitLimit=5\nsyncLimit=2\n"
+        ));
+        // Two or more participants.
+        assert!(ensemble(
+            "server.1=zoo1:12888:13888\nserver.2=zoo2:12888:13888\ninitLimit=5\nsyncLimit=2\n"
+        ));
+        assert!(ensemble(ENSEMBLE3));
+        assert!(ensemble(&format!(
+            "{ENSEMBLE3}server.4=zoo4:12888:13888:observer\n"
+        )));
+        // standaloneEnabled may come after the server lines.
+        assert!(ensemble(
+            "initLimit=5\nsyncLimit=2\nserver.1=zoo1:12888:13888\nstandaloneEnabled=false\n"
+        ));
+        // A participant and observers, standaloneEnabled=false: an ensemble.
+        assert!(ensemble(
+            "standaloneEnabled=false\ninitLimit=5\nsyncLimit=2\n\
+             server.1=zoo1:12888:13888\nserver.2=zoo2:12888:13888:observer\n"
+        ));
+        assert!(Config::default().standalone_enabled);
+        assert!(!Config::default().describes_ensemble());
+    }
+
+    #[test]
+    fn invalid_mixes_of_server_lines() {
+        let reason = ensemble_err("server.1=zoo1:12888:13888:observer\n");
+        assert!(
+            reason.contains("observers without participants"),
+            "{reason}"
+        );
+        let reason = ensemble_err(
+            "server.1=zoo1:12888:13888:observer\nserver.2=zoo2:12888:13888:observer\n",
+        );
+        assert!(reason.starts_with("2 observer"), "{reason}");
+        let reason =
+            ensemble_err("server.1=zoo1:12888:13888\nserver.2=zoo2:12888:13888:observer\n");
+        assert!(reason.contains("observers without a quorum"), "{reason}");
+        let reason = ensemble_err("standaloneEnabled=false\n");
+        assert!(reason.contains("at least one participant"), "{reason}");
+        let reason = ensemble_err("standaloneEnabled=false\nserver.1=zoo1:12888:13888:observer\n");
+        assert!(reason.contains("at least one participant"), "{reason}");
+    }
+
+    #[test]
+    fn init_and_sync_limits() {
+        let cfg = parse(ENSEMBLE3);
+        assert_eq!((cfg.init_limit, cfg.sync_limit), (Some(5), Some(2)));
+        // Optional when standalone, and then only validated.
+        let cfg = parse("initLimit=10\nsyncLimit=5\n");
+        assert_eq!((cfg.init_limit, cfg.sync_limit), (Some(10), Some(5)));
+        assert_eq!(parse("").init_limit, None);
+        // 0 means "not set", as in ZooKeeper.
+        assert_eq!(parse("initLimit=0\n").init_limit, None);
+        assert_eq!(
+            parse("syncLimit=2147483647\n").sync_limit,
+            Some(i32::MAX as u32)
+        );
+        for bad in ["-1", "abc", "", "1.5", "2147483648"] {
+            let reason = assert_invalid(&format!("initLimit={bad}\n"), 1, "initLimit");
+            assert!(reason.contains("ticks"), "{reason}");
+            assert_invalid(&format!("syncLimit={bad}\n"), 1, "syncLimit");
+        }
+
+        let servers = "server.1=zoo1:12888:13888\nserver.2=zoo2:12888:13888\n\
+                       server.3=zoo3:12888:13888\n";
+        let reason = ensemble_err(&format!("{servers}syncLimit=2\n"));
+        assert_eq!(
+            reason,
+            "initLimit is not set; it is required for an ensemble (3 servers in zoo.cfg)"
+        );
+        let reason = ensemble_err(&format!("{servers}initLimit=5\n"));
+        assert!(reason.starts_with("syncLimit is not set"), "{reason}");
+        let reason = ensemble_err(&format!("{servers}initLimit=0\nsyncLimit=2\n"));
+        assert!(reason.starts_with("initLimit is not set"), "{reason}");
+        // An ensemble of one (standaloneEnabled=false) needs them too.
+        let reason = ensemble_err("standaloneEnabled=false\nserver.1=zoo1:12888:13888\n");
+        assert!(reason.contains("(1 servers in zoo.cfg)"), "{reason}");
+    }
+
+    #[test]
+    fn peer_type() {
+        assert_eq!(parse("").peer_type, None);
+        assert_eq!(parse("peerType=observer\n").peer_type, Some(Role::Observer));
+        assert_eq!(
+            parse("peerType=Participant\n").peer_type,
+            Some(Role::Participant)
+        );
+        let reason = assert_invalid("peerType=leader\n", 1, "peerType");
+        assert_eq!(reason, "not a peer type (participant or observer)");
+
+        let observer4 = format!("{ENSEMBLE3}server.4=zoo4:12888:13888:observer\n");
+        // Agreeing, absent, or mismatched: the server list decides the role.
+        for (peer_type, my_id, ignored) in [
+            ("", 4, None),
+            ("peerType=observer\n", 4, None),
+            ("peerType=participant\n", 4, Some(Role::Participant)),
+            ("peerType=observer\n", 1, Some(Role::Observer)),
+            ("peerType=participant\n", 1, None),
+        ] {
+            let mut cfg = parse(&format!("{peer_type}{observer4}"));
+            cfg.set_my_id(my_id).unwrap();
+            let ensemble = cfg.ensemble.as_ref().unwrap();
+            let role = if my_id == 4 {
+                Role::Observer
+            } else {
+                Role::Participant
+            };
+            assert_eq!(ensemble.me().role, role);
+            assert_eq!(
+                cfg.ignored_peer_type(),
+                ignored,
+                "{peer_type:?} for {my_id}"
+            );
+        }
+        // Standalone: nothing to disagree with.
+        assert_eq!(parse("peerType=observer\n").ignored_peer_type(), None);
+    }
+
+    #[test]
+    fn unsupported_quorum_keys_are_errors() {
+        let reason = assert_invalid(
+            "dynamicConfigFile=/etc/zookeeper/zoo.cfg.dynamic\n",
+            1,
+            "dynamicConfigFile",
+        );
+        assert!(reason.contains("not supported"), "{reason}");
+        for key in ["group.1", "weight.2"] {
+            let reason = assert_invalid(&format!("{key}=1:2:3\n"), 1, key);
+            assert!(reason.contains("hierarchical quorums"), "{reason}");
+        }
+    }
+
+    #[test]
+    fn quorum_keys_are_not_unknown() {
+        let cfg = parse(&format!(
+            "{ENSEMBLE3}peerType=participant\nstandaloneEnabled=true\n"
+        ));
+        assert!(cfg.unknown_keys.is_empty(), "{:?}", cfg.unknown_keys);
+    }
+
+    #[test]
+    fn ensemble_helpers() {
+        let mut cfg = parse(&format!(
+            "{ENSEMBLE3}server.4=zoo4:12888:13888:observer\nserver.5=zoo5:12888:13888:observer\n"
+        ));
+        cfg.set_my_id(2).unwrap();
+        let e = cfg.ensemble.clone().unwrap();
+        assert_eq!((e.my_id, e.init_limit, e.sync_limit), (2, 5, 2));
+        assert_eq!(e.servers, cfg.servers);
+        assert_eq!(e.me().host, "zoo2");
+        assert_eq!(e.server(5).map(|s| s.role), Some(Role::Observer));
+        assert_eq!(e.server(6), None);
+        assert_eq!(e.voters().map(|s| s.id).collect::<Vec<_>>(), [1, 2, 3]);
+        assert!(e.is_observer(4) && e.is_observer(5));
+        assert!(!e.is_observer(1) && !e.is_observer(6));
+        assert_eq!(e.quorum_size(), 2, "observers do not count");
+
+        let quorum = |participants: u64| {
+            let mut text = String::from("standaloneEnabled=false\ninitLimit=5\nsyncLimit=2\n");
+            for id in 1..=participants {
+                text += &format!("server.{id}=zoo{id}:12888:13888\n");
+            }
+            let mut cfg = parse(&text);
+            cfg.set_my_id(1).unwrap();
+            cfg.ensemble.unwrap().quorum_size()
+        };
+        assert_eq!([1, 2, 3, 4, 5, 6, 7].map(quorum), [1, 2, 2, 3, 3, 4, 4]);
+    }
+
+    #[test]
+    fn set_my_id_checks_the_id() {
+        let mut cfg = parse(ENSEMBLE3);
+        match cfg.set_my_id(4).unwrap_err() {
+            ConfigError::MyId { path, reason } => {
+                assert_eq!(path, PathBuf::from("./corral-data/myid"));
+                assert_eq!(
+                    reason,
+                    "id 4 has no server.4 line in zoo.cfg (ids there: 1, 2, 3)"
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(cfg.ensemble, None);
+        cfg.set_my_id(3).unwrap();
+        assert_eq!(cfg.ensemble.as_ref().map(|e| e.my_id), Some(3));
+
+        // extendedTypesEnabled limits ids to 254, as ZooKeeper does at startup.
+        let text = "initLimit=5\nsyncLimit=2\nserver.254=zoo1:12888:13888\n\
+                    server.255=zoo2:12888:13888\n";
+        let mut cfg = parse(text);
+        cfg.set_my_id(255).unwrap();
+        let mut cfg = parse(&format!("extendedTypesEnabled=true\n{text}"));
+        cfg.set_my_id(254).unwrap();
+        let err = cfg.set_my_id(255).unwrap_err().to_string();
+        assert!(err.contains("larger than 254"), "{err}");
+
+        // Standalone: the id is ignored.
+        let mut cfg = parse("server.1=zoo1:12888:13888\n");
+        cfg.set_my_id(9).unwrap();
+        assert_eq!(cfg.ensemble, None);
+    }
+
+    #[test]
+    fn my_id_text() {
+        for (text, id) in [
+            ("1", 1),
+            ("2\n", 2),
+            ("  3 \r\n", 3),
+            ("\t4\t", 4),
+            ("5\nanything else\n", 5),
+            ("\u{feff}6\n", 6),
+            ("9223372036854775807", i64::MAX as u64),
+        ] {
+            assert_eq!(parse_my_id(text), Ok(id), "{text:?}");
+        }
+        for (text, reason) in [
+            ("", "empty"),
+            ("  \n", "empty"),
+            ("\n1\n", "empty"),
+            ("abc", "'abc' is not a server id"),
+            ("0", "'0' is not a server id"),
+            ("-1", "'-1' is not a server id"),
+            ("+1", "'+1' is not a server id"),
+            ("1.0", "'1.0' is not a server id"),
+            ("1 2", "'1 2' is not a server id"),
+            ("9223372036854775808", "is not a server id"),
+        ] {
+            let got = parse_my_id(text).unwrap_err();
+            assert!(got.contains(reason), "{text:?}: {got}");
+        }
+    }
+
+    /// A `zoo.cfg` in a fresh temporary directory whose dataDir is that directory.
+    fn cfg_file(body: &str, my_id: Option<&str>) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("zoo.cfg");
+        std::fs::write(&path, format!("dataDir={}\n{body}", dir.path().display())).unwrap();
+        if let Some(text) = my_id {
+            std::fs::write(dir.path().join("myid"), text).unwrap();
+        }
+        (dir, path)
+    }
+
+    fn my_id_err(result: Result<Config, ConfigError>, dir: &Path) -> String {
+        match result {
+            Err(ConfigError::MyId { path, reason }) => {
+                assert_eq!(path, dir.join("myid"));
+                reason
+            }
+            other => panic!("expected a MyId error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn load_reads_myid_for_an_ensemble() {
+        let (dir, path) = cfg_file(ENSEMBLE3, Some("2\n"));
+        let cfg = Config::load(&path).unwrap();
+        let e = cfg.ensemble.as_ref().expect("an ensemble");
+        assert_eq!(e.my_id, 2);
+        assert_eq!(e.servers.len(), 3);
+        assert_eq!(e.quorum_size(), 2);
+        // parse_file does not read it.
+        assert_eq!(Config::parse_file(&path).unwrap().ensemble, None);
+        drop(dir);
+    }
+
+    #[test]
+    fn load_my_id_errors_name_the_file() {
+        let (dir, path) = cfg_file(ENSEMBLE3, None);
+        let reason = my_id_err(Config::load(&path), dir.path());
+        assert!(reason.starts_with("cannot read it: "), "{reason}");
+        assert!(reason.contains("3 servers in zoo.cfg"), "{reason}");
+        let msg = Config::load(&path).unwrap_err().to_string();
+        assert!(
+            msg.starts_with(&format!(
+                "myid file {}: ",
+                dir.path().join("myid").display()
+            )),
+            "{msg}"
+        );
+
+        let (dir, path) = cfg_file(ENSEMBLE3, Some("two\n"));
+        let reason = my_id_err(Config::load(&path), dir.path());
+        assert!(reason.starts_with("'two' is not a server id"), "{reason}");
+
+        let (dir, path) = cfg_file(ENSEMBLE3, Some(""));
+        let reason = my_id_err(Config::load(&path), dir.path());
+        assert!(reason.starts_with("empty"), "{reason}");
+
+        let (dir, path) = cfg_file(ENSEMBLE3, Some("7\n"));
+        let reason = my_id_err(Config::load(&path), dir.path());
+        assert!(reason.contains("no server.7 line"), "{reason}");
+
+        // A directory where the file should be is unreadable too.
+        let (dir, path) = cfg_file(ENSEMBLE3, None);
+        std::fs::create_dir(dir.path().join("myid")).unwrap();
+        let reason = my_id_err(Config::load(&path), dir.path());
+        assert!(reason.starts_with("cannot read it: "), "{reason}");
+    }
+
+    #[test]
+    fn standalone_configs_do_not_read_myid() {
+        for body in ["", "server.1=zoo1:12888:13888\n"] {
+            // Garbage in myid does not matter: it is not read.
+            let (_dir, path) = cfg_file(body, Some("garbage"));
+            let cfg = Config::load(&path).unwrap();
+            assert_eq!(cfg.ensemble, None);
+            let (_dir, path) = cfg_file(body, None);
+            assert_eq!(Config::load(&path).unwrap().ensemble, None);
+        }
+    }
+
+    #[test]
+    fn load_my_id_follows_a_changed_data_dir() {
+        let (_dir, path) = cfg_file(ENSEMBLE3, Some("1\n"));
+        let mut cfg = Config::parse_file(&path).unwrap();
+        let other = tempfile::tempdir().unwrap();
+        std::fs::write(other.path().join("myid"), "3\n").unwrap();
+        cfg.data_dir = other.path().to_owned();
+        cfg.load_my_id().unwrap();
+        assert_eq!(cfg.ensemble.map(|e| e.my_id), Some(3));
     }
 }

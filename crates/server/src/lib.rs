@@ -9,7 +9,9 @@
 //! - `fourlw`: the text of the four-letter words.
 //! - `encode`: reply and notification frames.
 //!
-//! [`Server::bind`] then [`Server::run`] start a standalone server.
+//! [`Server::bind`] then [`Server::run`] start a standalone server. A `zoo.cfg` that
+//! describes an ensemble is parsed (see [`config`]) but refused by [`Server::bind`]: this
+//! version of Corral has no replication yet.
 
 pub mod config;
 mod conn;
@@ -32,6 +34,11 @@ const CORE_QUEUE: usize = 4096;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
+    #[error(
+        "ensemble mode ({servers} servers in zoo.cfg) is not supported yet by this version of \
+         Corral; to run standalone, remove the server.N lines (or keep a single participant)"
+    )]
+    EnsembleUnsupported { servers: usize },
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot create data directory {path}: {source}")]
@@ -62,7 +69,13 @@ pub fn snapshot_dir(cfg: &Config) -> std::path::PathBuf {
 impl Server {
     /// Recovers the tree from the transaction log, then binds the client port: clients
     /// can connect only once everything acknowledged before is back.
+    ///
+    /// Refuses a configuration that describes an ensemble (whether or not `myid` was read)
+    /// before touching the disk, rather than silently running it standalone.
     pub async fn bind(cfg: Config) -> Result<Server, ServerError> {
+        if cfg.describes_ensemble() || cfg.ensemble.is_some() {
+            return Err(ServerError::EnsembleUnsupported { servers: cfg.servers.len() });
+        }
         let dir = log_dir(&cfg);
         let snap_dir = snapshot_dir(&cfg);
         for d in [&dir, &snap_dir] {
@@ -165,5 +178,27 @@ impl Server {
                 }
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn bind_refuses_an_ensemble_even_before_myid_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::parse(
+            "initLimit=5\nsyncLimit=2\nserver.1=zoo1:12888:13888\nserver.2=zoo2:12888:13888\n",
+        )
+        .unwrap();
+        cfg.data_dir = dir.path().join("data");
+        assert!(cfg.ensemble.is_none());
+        let err = Server::bind(cfg).await.err().expect("an ensemble must be refused");
+        assert!(matches!(err, ServerError::EnsembleUnsupported { servers: 2 }), "{err}");
+        assert!(err.to_string().starts_with(
+            "ensemble mode (2 servers in zoo.cfg) is not supported yet by this version of Corral; "
+        ));
+        assert!(!dir.path().join("data").exists(), "nothing may be created on disk");
     }
 }
