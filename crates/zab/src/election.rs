@@ -25,9 +25,10 @@
 //! - **Joining an established leader.** Notifications from FOLLOWING / LEADING servers
 //!   are kept apart ("out of election"); once a quorum of them name the same leader and
 //!   peer epoch, and the leader itself says it is LEADING, we follow it without waiting.
-//! - **Resending.** If nothing arrives for a while, our vote is sent again, the wait
-//!   doubling from `resend_min_ms` up to `resend_max_ms` (lost messages, servers not up
-//!   yet).
+//! - **Resending.** Our vote is sent again every so often, the wait doubling from
+//!   `resend_min_ms` up to `resend_max_ms` and starting over when something arrives (lost
+//!   messages, servers not up yet). Unlike ZooKeeper, arrivals do not postpone the next
+//!   resend, so no stream of messages from one server can keep us from the others.
 //!
 //! Time comes in as `now_ms` on every call (any monotonic origin); the driver calls
 //! [`Election::tick`] at [`Election::next_wakeup_ms`] at the latest.
@@ -276,12 +277,17 @@ impl Election {
         if self.decided || n.from == self.me {
             return out;
         }
-        // Something arrived: the next resend waits from the shortest interval again.
+        // Something arrived: later resends back off from the shortest interval again.
+        // The next one stays where it is, so a stream of arrivals cannot hold it off.
         self.resend_wait_ms = self.timing.resend_min_ms;
-        self.resend_at_ms = now_ms + self.resend_wait_ms;
+        self.resend_at_ms = self.resend_at_ms.min(now_ms + self.resend_wait_ms);
         if !self.voters.contains(n.from) {
-            // An observer (or a server we do not know): tell it what we think.
-            out.push(Output::Send { to: n.from, notification: self.notification() });
+            // An observer (or a server we do not know) that is looking for the leader:
+            // tell it what we think. A settled one needs nothing (and answering it would
+            // start an endless exchange, since it answers LOOKING servers).
+            if n.state == PeerState::Looking {
+                out.push(Output::Send { to: n.from, notification: self.notification() });
+            }
             return out;
         }
         if !self.voters.contains(n.vote.leader) {

@@ -11,11 +11,16 @@
 //!
 //! - [`election`]: fast leader election (FLE). A heuristic that picks the server with the
 //!   most recent history as the likely leader; safety does not depend on it.
-//! - discovery, synchronisation and broadcast: to come (issue 4).
+//! - [`peer`]: one member: election, then discovery, synchronisation and broadcast as
+//!   leader or learner, and back to election when the quorum is lost. Its doc lists the
+//!   actions it asks of the driver and the order they must be done in.
+//! - [`message`]: what members say to each other.
 //!
 //! Shared vocabulary lives here: server ids, zxids and the quorum rule.
 
 pub mod election;
+pub mod message;
+pub mod peer;
 
 use std::collections::BTreeSet;
 

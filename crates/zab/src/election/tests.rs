@@ -280,11 +280,15 @@ fn a_straggler_from_an_old_round_is_brought_into_the_current_one() {
     assert_eq!(out.len(), 2, "our new vote goes to both other voters: {out:?}");
 }
 
-/// Many seeds of a faulty network: every server decides, a quorum agrees on one leader,
-/// and with messages only delayed (never lost, shorter than the finalize wait) everybody
-/// agrees on the best vote.
+/// Many seeds of a faulty network. Election alone promises little when messages are
+/// lost or slower than the finalize wait: servers may decide for different leaders, and
+/// discovery (which fails without a quorum, sending everyone back to LOOKING) sorts that
+/// out; the Zab simulation covers it. What must hold here:
+/// - always: a decision names a voter, and a server decides LEADING only for itself;
+/// - with messages only reordered and duplicated, never lost, and faster than the
+///   finalize wait: every server decides, all for the best vote.
 #[test]
-fn random_networks_converge() {
+fn random_networks() {
     for seed in 0..300u64 {
         let mut rng = StdRng::seed_from_u64(seed);
         let n = if seed % 2 == 0 { 3 } else { 5 };
@@ -305,19 +309,19 @@ fn random_networks_converge() {
         let best = servers.iter().map(|s| (s.epoch, s.last_zxid, s.id)).max().unwrap().2;
         let voters: Vec<ServerId> = (1..=n).collect();
         let mut sim = Sim::new(seed, faults, &voters, servers);
-        sim.run(600_000);
-        let decisions: Vec<(PeerState, ServerId)> =
-            voters.iter().map(|&id| sim.settled(id).unwrap_or_else(|| panic!("seed {seed}: {id} undecided"))).collect();
-        let mut by_leader: BTreeMap<ServerId, usize> = BTreeMap::new();
-        for (_, l) in &decisions {
-            *by_leader.entry(*l).or_default() += 1;
+        sim.run(if lossy { 60_000 } else { 600_000 });
+        let decisions: Vec<Option<(PeerState, ServerId)>> = voters.iter().map(|&id| sim.settled(id)).collect();
+        for (&id, d) in voters.iter().zip(&decisions) {
+            if let Some((state, leader)) = d {
+                assert!(voters.contains(leader), "seed {seed}: {decisions:?}");
+                assert_eq!(*state == PeerState::Leading, *leader == id, "seed {seed}: {decisions:?}");
+            }
         }
-        let (&leader, &count) = by_leader.iter().max_by_key(|(_, c)| **c).unwrap();
-        assert!(count > n as usize / 2, "seed {seed}: no quorum behind one leader: {decisions:?}");
-        let leader_state = sim.settled(leader).unwrap();
-        assert_eq!(leader_state, (PeerState::Leading, leader), "seed {seed}: {decisions:?}");
         if !lossy {
-            assert!(decisions.iter().all(|(_, l)| *l == best), "seed {seed}: {decisions:?}, best {best}");
+            assert!(
+                decisions.iter().all(|d| d.is_some_and(|(_, l)| l == best)),
+                "seed {seed}: {decisions:?}, best {best}"
+            );
         }
     }
 }
