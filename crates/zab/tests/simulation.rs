@@ -106,6 +106,29 @@ struct Sim {
     acknowledged: BTreeMap<Zxid, Txn>,
     leaders: BTreeMap<u32, ServerId>,
     next_payload: u64,
+    stats: Stats,
+}
+
+/// What happened in runs, so a run that exercises nothing is noticed.
+#[derive(Debug, Default, Clone, Copy)]
+struct Stats {
+    diffs: u64,
+    truncs: u64,
+    snaps: u64,
+    leaders: u64,
+    crashes: u64,
+    acknowledged: u64,
+}
+
+impl std::ops::AddAssign for Stats {
+    fn add_assign(&mut self, o: Stats) {
+        self.diffs += o.diffs;
+        self.truncs += o.truncs;
+        self.snaps += o.snaps;
+        self.leaders += o.leaders;
+        self.crashes += o.crashes;
+        self.acknowledged += o.acknowledged;
+    }
 }
 
 fn encode_snapshot(txns: &[(Zxid, Txn)]) -> Arc<[u8]> {
@@ -163,6 +186,7 @@ impl Sim {
             acknowledged: BTreeMap::new(),
             leaders: BTreeMap::new(),
             next_payload: 0,
+            stats: Stats::default(),
         }
     }
 
@@ -219,6 +243,7 @@ impl Sim {
         let synced = node.disk.synced;
         node.disk.log.truncate(synced);
         self.trace_line(format_args!("crash {id}: log keeps {synced} records"));
+        self.stats.crashes += 1;
         for other in self.members.clone() {
             if other != id {
                 self.break_link(id, other);
@@ -394,6 +419,7 @@ impl Sim {
                     self.check_tree_committed(id);
                 }
                 if let Role::Leading { epoch } = role {
+                    self.stats.leaders += 1;
                     if let Some(other) = self.leaders.insert(epoch, id) {
                         assert_eq!(other, id, "two leaders established in epoch {epoch}");
                     }
@@ -463,6 +489,12 @@ impl Sim {
                         m => format!("{m:x?}"),
                     };
                     self.trace_line(format_args!("{from} -> {to}: {short}"));
+                }
+                match &msg {
+                    Message::Diff { .. } => self.stats.diffs += 1,
+                    Message::Trunc { .. } => self.stats.truncs += 1,
+                    Message::Snap { .. } => self.stats.snaps += 1,
+                    _ => {}
                 }
                 if matches!(msg, Message::NewLeader { .. }) {
                     self.nodes[i].synced_history_end = Some(self.nodes[i].disk.last_zxid());
@@ -537,7 +569,7 @@ impl Sim {
 
 /// One seeded run: faults for a while, then everything healed and restarted; the
 /// ensemble must then elect a leader, commit a write, and agree everywhere.
-fn run_seed(seed: u64, trace: bool) {
+fn run_seed(seed: u64, trace: bool) -> Stats {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
     let n_voters = if rng.gen_bool(0.5) { 3 } else { 5 };
     let n_observers = if rng.gen_bool(0.3) { 1 } else { 0 };
@@ -624,7 +656,9 @@ fn run_seed(seed: u64, trace: bool) {
         );
         assert!(matches!(n.role, Role::Leading { .. } | Role::Following { .. } | Role::Observing { .. }), "seed {seed}: {} is {:?}", n.id, n.role);
     }
-    let _ = epoch_of(z);
+    assert!(epoch_of(z) >= 1);
+    sim.stats.acknowledged = sim.acknowledged.len() as u64;
+    sim.stats
 }
 
 #[test]
@@ -634,10 +668,17 @@ fn seeds() {
         return;
     }
     let n: u64 = std::env::var("CORRAL_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    let mut total = Stats::default();
     for seed in 0..n {
-        let r = std::panic::catch_unwind(|| run_seed(seed, false));
-        if r.is_err() {
-            panic!("seed {seed} failed; replay with CORRAL_SIM_SEED={seed} cargo test -p corral-zab --test simulation -- --nocapture");
+        match std::panic::catch_unwind(|| run_seed(seed, false)) {
+            Ok(stats) => total += stats,
+            Err(_) => panic!(
+                "seed {seed} failed; replay with CORRAL_SIM_SEED={seed} cargo test -p corral-zab --test simulation -- --nocapture"
+            ),
         }
     }
+    println!("{n} seeds: {total:?}");
+    // Every path the runs are meant to cover was taken.
+    assert!(total.diffs > 0 && total.truncs > 0 && total.snaps > 0, "{total:?}");
+    assert!(total.leaders > n && total.crashes > n && total.acknowledged > 50 * n, "{total:?}");
 }
