@@ -24,7 +24,7 @@
 
 use crate::election::{self, answer_when_settled, Candidate, Election, Notification, PeerState, Timing, Vote};
 use crate::message::{Message, Snapshot, Txn};
-use crate::{make_zxid, ServerId, Voters, Zxid};
+use crate::{counter_of, epoch_of, make_zxid, ServerId, Voters, Zxid};
 use std::collections::{BTreeMap, VecDeque};
 
 /// Static settings of a member.
@@ -184,7 +184,7 @@ struct Following {
 
 #[derive(Debug)]
 enum State {
-    Looking(Election),
+    Looking(Box<Election>),
     Leading(Box<Leading>),
     Following(Box<Following>),
     /// `Recover` was asked for; waiting for [`Peer::recovered`].
@@ -257,7 +257,7 @@ impl Peer {
         let (e, o) =
             Election::start(me, self.s.voters.clone(), self.s.members.clone(), self.s.election, self.round, now_ms);
         self.round = e.round();
-        self.state = State::Looking(e);
+        self.state = State::Looking(Box::new(e));
         self.election_outputs(o, now_ms, out);
     }
 
@@ -791,6 +791,11 @@ impl Peer {
                 if zxid <= f.received {
                     return; // a duplicate
                 }
+                if !follows(f.received, zxid) {
+                    // A hole in our log would be a hole in our history (ZOOKEEPER-4925).
+                    self.recover("a proposal does not follow the last one", out);
+                    return;
+                }
                 f.received = zxid;
                 f.pending.push_back((zxid, txn.clone()));
                 out.push(Action::Append(vec![(zxid, txn)]));
@@ -859,9 +864,18 @@ impl Peer {
     }
 }
 
+/// Whether `next` can come right after `prev` in one history: the next counter of the
+/// same epoch, or the first transaction of a later epoch.
+fn follows(prev: Zxid, next: Zxid) -> bool {
+    next == prev + 1 || (epoch_of(next) > epoch_of(prev) && counter_of(next) == 1)
+}
+
 impl Leading {
     /// The last zxid of our history.
     fn last_zxid(&self) -> Zxid {
         self.history.back().map_or(self.base, |(z, _)| *z)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -328,7 +328,7 @@ impl Sim {
                 assert!(e <= d.accepted, "currentEpoch above acceptedEpoch on {id}");
                 // The history it holds must be durable first (ZOOKEEPER-4643): for a
                 // follower what came before NEWLEADER, for a leader all of its log.
-                let unsynced = d.log[d.synced..].iter().filter(|(z, _)| end.map_or(true, |end| *z <= end)).count();
+                let unsynced = d.log[d.synced..].iter().filter(|(z, _)| end.is_none_or(|end| *z <= end)).count();
                 assert_eq!(unsynced, 0, "{id} raised currentEpoch to {e} with unsynced history");
                 d.current = e;
                 vec![]
@@ -348,21 +348,16 @@ impl Sim {
             }
             Action::Truncate(z) => {
                 let node = &mut self.nodes[i];
-                // Drain, then cut: the cut is durable.
+                assert!(node.disk.snapshot.last().map_or(0, |(x, _)| *x) <= z, "{id}: TRUNC to {z:#x} below its snapshot");
+                // Drain, then cut (durably). Nothing cut may have been committed.
+                let cut: Vec<(Zxid, Txn)> = node.disk.log.iter().filter(|(x, _)| *x > z).cloned().collect();
+                for (x, t) in &cut {
+                    assert!(self.committed.get(x) != Some(t), "{id}: TRUNC to {z:#x} cuts committed {x:#x}");
+                }
+                let node = &mut self.nodes[i];
                 node.disk.log.retain(|(x, _)| *x <= z);
                 node.disk.synced = node.disk.log.len();
-                for (x, _) in &node.disk.snapshot {
-                    assert!(*x <= z, "{id}: TRUNC to {z:#x} below its snapshot");
-                }
                 node.tree = node.disk.replay();
-                for (x, _) in &node.tree {
-                    assert!(self.committed.get(x).is_some() || *x <= z, "unreachable");
-                }
-                // Nothing committed may be cut.
-                for (x, _) in self.committed.range(z + 1..) {
-                    let had = self.nodes[i].tree.iter().any(|(y, _)| y == x);
-                    let _ = had;
-                }
                 vec![]
             }
             Action::InstallSnapshot { zxid, snapshot } => {
@@ -631,10 +626,20 @@ fn run_seed(seed: u64, trace: bool) -> Stats {
     while sim.now_ms < deadline {
         let t = sim.now_ms + 50;
         sim.run_until(t);
-        if final_write.is_none() {
-            final_write = sim.propose();
-        } else if sim.acknowledged.contains_key(&final_write.unwrap()) {
-            break;
+        match final_write {
+            None => final_write = sim.propose(),
+            Some(z) if sim.acknowledged.contains_key(&z) => break,
+            Some(z) => {
+                // Its leader stepped down before answering: like a client that lost its
+                // connection, write again to whoever leads now.
+                let epoch_now = sim.leader().and_then(|l| match sim.nodes[sim.idx(l)].role {
+                    Role::Leading { epoch } => Some(epoch),
+                    _ => None,
+                });
+                if epoch_now != Some(epoch_of(z)) {
+                    final_write = sim.propose();
+                }
+            }
         }
     }
     let z = final_write.unwrap_or_else(|| panic!("seed {seed}: no leader after healing"));
