@@ -639,6 +639,9 @@ impl Peer {
         }
         l.established = true;
         let epoch = l.epoch.expect("established after the epoch");
+        // LOOKING servers are answered with our vote; it must carry the epoch we now lead,
+        // as our followers' will, or a joiner never sees a quorum agree.
+        self.vote.peer_epoch = epoch;
         for (&id, x) in &l.learners {
             if x.phase == LearnerPhase::Synced {
                 out.push(Action::Send { to: id, msg: Message::UpToDate });
@@ -832,6 +835,8 @@ impl Peer {
             }
             (FollowPhase::Acked, Message::UpToDate) => {
                 f.phase = FollowPhase::Broadcast;
+                // Our vote now names the leader with the epoch we share with it.
+                self.vote.peer_epoch = f.epoch;
                 f.deadline_ms = now_ms + self.s.sync_limit as u64 * self.s.tick_ms;
                 let role = if f.observer {
                     Role::Observing { leader: f.leader, epoch: f.epoch }

@@ -299,3 +299,33 @@ fn commit_needs_a_durable_quorum() {
     let mut f = follower(disk(1, 1, 0));
     assert_eq!(f.propose(txn("x")).unwrap_err(), ProposeError::NotLeader);
 }
+
+/// Found by the simulation (seed 87507): once settled, leader and followers answer LOOKING
+/// servers with the epoch they now share, or a joiner never sees a quorum agree (the
+/// followers' votes were from an older election than the leader's).
+#[test]
+fn settled_members_advertise_the_epoch_they_share() {
+    let looking = Message::Election(Notification {
+        from: 2,
+        state: PeerState::Looking,
+        vote: Vote { leader: 2, zxid: 0, round: 9, peer_epoch: 0 },
+    });
+    let answer = |out: Vec<Action>| match &out[..] {
+        [Action::Send { msg: Message::Election(n), .. }] => (n.state, n.vote.leader, n.vote.peer_epoch),
+        other => panic!("{other:?}"),
+    };
+    let (mut l, _) = leader(disk(1, 1, make_zxid(1, 5)), LogTail::default(), [make_zxid(1, 5); 2]);
+    for from in [1, 2] {
+        l.on_message(from, Message::AckEpoch { current_epoch: 1, last_zxid: make_zxid(1, 5), fresh: true }, 120);
+        l.on_message(from, Message::Ack { zxid: make_zxid(2, 0) }, 121);
+    }
+    assert_eq!(answer(l.on_message(2, looking.clone(), 130)), (PeerState::Leading, 3, 2));
+
+    let mut f = follower(disk(1, 1, make_zxid(1, 2)));
+    f.on_message(3, Message::LeaderInfo { epoch: 2 }, 10);
+    f.on_message(3, Message::Diff { last_zxid: make_zxid(1, 2) }, 11);
+    f.on_message(3, Message::NewLeader { epoch: 2 }, 12);
+    f.on_message(3, Message::UpToDate, 13);
+    assert_eq!(f.role(), Role::Following { leader: 3, epoch: 2 });
+    assert_eq!(answer(f.on_message(2, looking, 14)), (PeerState::Following, 3, 2));
+}
