@@ -8,6 +8,8 @@
 //! - [`durable`]: the log-writer thread (group commit) and recovery by log replay.
 //! - `fourlw`: the text of the four-letter words.
 //! - `encode`: reply and notification frames.
+//! - [`quorum`]: connections between ensemble members (election and quorum links), the
+//!   network `corral-zab` will run on. Not used by the standalone server.
 //!
 //! [`Server::bind`] then [`Server::run`] start a standalone server. A `zoo.cfg` that
 //! describes an ensemble is parsed (see [`config`]) but refused by [`Server::bind`]: this
@@ -19,6 +21,7 @@ pub mod core;
 pub mod durable;
 mod encode;
 mod fourlw;
+pub mod quorum;
 
 use crate::config::Config;
 use crate::core::Core;

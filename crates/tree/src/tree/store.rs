@@ -200,7 +200,7 @@ impl Store {
                 id
             }
             None => {
-                if self.chunks.last().map_or(true, |c| c.len() == CHUNK) {
+                if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
                     self.chunks.push(Vec::with_capacity(CHUNK));
                 }
                 let id = ((self.chunks.len() - 1) * CHUNK + self.chunks.last().unwrap().len()) as u32;
