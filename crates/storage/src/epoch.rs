@@ -56,10 +56,13 @@
 //!
 //! The same window exists for Corral whenever a follower logs synced transactions of an
 //! epoch above its `currentEpoch` (a DIFF that carries epochs it missed) before raising
-//! `currentEpoch` at NEWLEADER, and 4643 rules out raising it first. [`check_startup`]
-//! repairs nothing and does not look for a marker, so whoever drives Zab must record the
-//! window (as ZooKeeper does) and repair before calling it, or such a crash keeps the server
-//! down. A ZooKeeper data directory holding `updatingEpoch` is not recovered here.
+//! `currentEpoch` at NEWLEADER, and 4643 rules out raising it first; the Zab simulation
+//! (corral-zab) hits it. So Corral keeps ZooKeeper's marker, under the same name:
+//! [`EpochFiles::begin_epoch_update`] creates it when the sync starts (corral-zab asks
+//! for it with `Action::BeginEpochUpdate` before the first synced write),
+//! [`EpochFiles::set_current`] removes it, and
+//! [`EpochFiles::repair_interrupted_update`], called before [`check_startup`], finishes an
+//! update a crash interrupted.
 //!
 //! Apart from that window the check fails on a data directory copied or restored from
 //! elsewhere (an epoch file from one server or moment, the log from another) or edited by
@@ -86,6 +89,8 @@ pub const ACCEPTED_EPOCH_FILE: &str = "acceptedEpoch";
 /// The file holding the epoch of the history this server holds (acknowledged NEWLEADER
 /// for).
 pub const CURRENT_EPOCH_FILE: &str = "currentEpoch";
+/// The marker of an epoch update under way (ZooKeeper's name).
+pub const UPDATING_EPOCH_FILE: &str = "updatingEpoch";
 
 /// The greatest epoch that fits a positive zxid (`epoch << 32 | counter`).
 pub const MAX_EPOCH: i64 = i32::MAX as i64;
@@ -170,7 +175,62 @@ impl EpochFiles {
     ///
     /// If `epoch` is outside `0..=`[`MAX_EPOCH`]: no zxid can carry it, so it is a bug.
     pub fn set_current(&mut self, epoch: i64) -> Result<(), StorageError> {
-        self.write(CURRENT_EPOCH_FILE, epoch)
+        self.write(CURRENT_EPOCH_FILE, epoch)?;
+        // The synced history (if any) and its epoch are both on disk now.
+        self.end_epoch_update()
+    }
+
+    /// Records, durably, that this server is about to write history synced from a new
+    /// leader before it raises `currentEpoch` (ZooKeeper's `updatingEpoch` file, see
+    /// ZOOKEEPER-1653 in the module docs). Call before the first write of the synced
+    /// history; [`set_current`](Self::set_current) ends the window by removing the marker.
+    pub fn begin_epoch_update(&mut self) -> Result<(), StorageError> {
+        if let Some(reason) = &self.failed {
+            return Err(StorageError::Failed { reason: reason.clone() });
+        }
+        let path = self.dir.join(UPDATING_EPOCH_FILE);
+        let result = File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| StorageError::io("create", &path, e))
+            .and_then(|()| sync_dir(&self.dir));
+        if let Err(e) = &result {
+            self.failed = Some(e.to_string());
+        }
+        result
+    }
+
+    /// Whether an epoch update was under way when the server stopped.
+    pub fn epoch_update_interrupted(&self) -> bool {
+        self.dir.join(UPDATING_EPOCH_FILE).exists()
+    }
+
+    /// At startup (and whenever memory is rebuilt from disk), finishes an epoch update a
+    /// crash interrupted: the synced history is on disk but `currentEpoch` was not raised,
+    /// so it is raised to the epoch of the last logged zxid, as ZooKeeper does, and the
+    /// marker goes. Returns the epoch set, if any. [`check_startup`] afterwards still
+    /// refuses a `currentEpoch` above `acceptedEpoch`.
+    pub fn repair_interrupted_update(&mut self, last_logged_epoch: i64) -> Result<Option<i64>, StorageError> {
+        if !self.epoch_update_interrupted() {
+            return Ok(None);
+        }
+        let raised = match self.current()? {
+            Some(c) if c >= last_logged_epoch => None,
+            _ => {
+                self.set_current(last_logged_epoch)?;
+                Some(last_logged_epoch)
+            }
+        };
+        self.end_epoch_update()?;
+        Ok(raised)
+    }
+
+    fn end_epoch_update(&mut self) -> Result<(), StorageError> {
+        let path = self.dir.join(UPDATING_EPOCH_FILE);
+        match fs::remove_file(&path) {
+            Ok(()) => sync_dir(&self.dir),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(StorageError::io("remove", &path, e)),
+        }
     }
 
     fn read(&self, name: &str) -> Result<Option<i64>, StorageError> {
@@ -283,10 +343,10 @@ fn describe(epoch: Option<i64>) -> String {
 /// log). A missing file counts as epoch 0, so a new data directory passes, as does one
 /// where the server accepted an epoch but crashed before adopting a history.
 ///
-/// Nothing is repaired here. In particular a crash between logging synced history of a
-/// later epoch and raising `currentEpoch` fails the second check; ZooKeeper recovers that
-/// case with its `updatingEpoch` marker (ZOOKEEPER-1653), and it is the Zab driver's to
-/// prevent or repair before calling this (see the [module docs](self)).
+/// Nothing is repaired here: a crash between logging synced history of a later epoch and
+/// raising `currentEpoch` fails the second check unless
+/// [`EpochFiles::repair_interrupted_update`] ran first (ZOOKEEPER-1653, see the
+/// [module docs](self)).
 pub fn check_startup(
     accepted: Option<i64>,
     current: Option<i64>,
@@ -540,6 +600,44 @@ mod tests {
         let _ = EpochFiles::open(dir.path())
             .unwrap()
             .set_current(MAX_EPOCH + 1);
+    }
+
+    #[test]
+    fn an_interrupted_epoch_update_is_finished_at_startup() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = EpochFiles::open(dir.path()).unwrap();
+        e.set_accepted(3).unwrap();
+        e.set_current(1).unwrap();
+        // A follower starts syncing with the leader of epoch 3 and logs history of epoch 2;
+        // then the process dies before currentEpoch is raised.
+        e.begin_epoch_update().unwrap();
+        assert!(e.epoch_update_interrupted());
+        drop(e);
+        let mut e = EpochFiles::open(dir.path()).unwrap();
+        assert!(check_startup(e.accepted().unwrap(), e.current().unwrap(), 2).is_err(), "the 1653 state");
+        assert_eq!(e.repair_interrupted_update(2).unwrap(), Some(2));
+        assert_eq!(e.current().unwrap(), Some(2));
+        assert!(!e.epoch_update_interrupted());
+        check_startup(e.accepted().unwrap(), e.current().unwrap(), 2).unwrap();
+        // Without a marker nothing is touched.
+        assert_eq!(e.repair_interrupted_update(3).unwrap(), None);
+        assert_eq!(e.current().unwrap(), Some(2));
+    }
+
+    #[test]
+    fn a_finished_epoch_update_leaves_no_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = EpochFiles::open(dir.path()).unwrap();
+        e.set_accepted(4).unwrap();
+        e.begin_epoch_update().unwrap();
+        e.set_current(4).unwrap();
+        assert!(!e.epoch_update_interrupted());
+        assert!(!dir.path().join(UPDATING_EPOCH_FILE).exists());
+        // A marker with currentEpoch already high enough is just removed.
+        e.begin_epoch_update().unwrap();
+        assert_eq!(e.repair_interrupted_update(4).unwrap(), None);
+        assert!(!e.epoch_update_interrupted());
+        assert_eq!(e.current().unwrap(), Some(4));
     }
 
     #[test]

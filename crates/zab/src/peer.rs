@@ -6,7 +6,8 @@
 //!
 //! | action | what the driver does |
 //! |---|---|
-//! | `PersistAcceptedEpoch(e)` / `PersistCurrentEpoch(e)` | write the epoch file atomically and durably, then go on |
+//! | `PersistAcceptedEpoch(e)` / `PersistCurrentEpoch(e)` | write the epoch file atomically and durably, then go on (the latter also removes the `updatingEpoch` marker) |
+//! | `BeginEpochUpdate` | create the `updatingEpoch` marker durably; at startup and after `Recover`, a marker left behind raises `currentEpoch` to the epoch of the last logged zxid |
 //! | `Append(txns)` | queue them on the log (group commit is fine); call [`Peer::logged`] once durable |
 //! | `Truncate(z)` | wait for queued appends, cut the log after `z`, rebuild the tree from disk |
 //! | `InstallSnapshot { .. }` | write the snapshot durably, empty the log, load the tree from it |
@@ -73,6 +74,10 @@ pub enum Action {
     Send { to: ServerId, msg: Message },
     PersistAcceptedEpoch(u32),
     PersistCurrentEpoch(u32),
+    /// A sync from a new leader begins: record durably that history may now be written
+    /// ahead of `currentEpoch`, so a crash in between is repaired at startup
+    /// (ZOOKEEPER-1653). `PersistCurrentEpoch` ends it.
+    BeginEpochUpdate,
     Append(Vec<(Zxid, Txn)>),
     Truncate(Zxid),
     InstallSnapshot { zxid: Zxid, snapshot: Snapshot },
@@ -775,8 +780,11 @@ impl Peer {
                     },
                 });
             }
-            (FollowPhase::Sync, Message::Diff { .. }) => {}
+            (FollowPhase::Sync, Message::Diff { .. }) => {
+                out.push(Action::BeginEpochUpdate);
+            }
             (FollowPhase::Sync, Message::Trunc { zxid }) => {
+                out.push(Action::BeginEpochUpdate);
                 // What goes was loaded from our log at recovery, never committed.
                 out.push(Action::Truncate(zxid));
                 f.received = zxid;
@@ -784,6 +792,7 @@ impl Peer {
                 f.applied = zxid;
             }
             (FollowPhase::Sync, Message::Snap { zxid, snapshot }) => {
+                out.push(Action::BeginEpochUpdate);
                 out.push(Action::InstallSnapshot { zxid, snapshot });
                 f.received = zxid;
                 f.logged = zxid;

@@ -41,11 +41,22 @@ struct Disk {
     log: Vec<(Zxid, Txn)>,
     /// `log[..synced]` is durable.
     synced: usize,
+    /// The `updatingEpoch` marker.
+    updating: bool,
 }
 
 impl Disk {
     fn last_zxid(&self) -> Zxid {
         self.log.last().or(self.snapshot.last()).map_or(0, |(z, _)| *z)
+    }
+
+    /// What a server does when it loads its data directory: finish an epoch update a
+    /// crash interrupted (ZOOKEEPER-1653).
+    fn repair(&mut self) {
+        if self.updating {
+            self.current = self.current.max(epoch_of(self.last_zxid()));
+            self.updating = false;
+        }
     }
 
     /// Snapshot + log: what recovery loads into memory.
@@ -222,6 +233,16 @@ impl Sim {
         let s = self.settings(id);
         let node = &mut self.nodes[i];
         node.incarnation += 1;
+        node.disk.repair();
+        // The startup checks a real server makes (corral_storage::epoch::check_startup).
+        let d = &node.disk;
+        assert!(d.current <= d.accepted, "{id} restarts with currentEpoch {} > acceptedEpoch {}", d.current, d.accepted);
+        assert!(
+            epoch_of(d.last_zxid()) <= d.current,
+            "{id} restarts with history of epoch {} above currentEpoch {} (ZOOKEEPER-1653)",
+            epoch_of(d.last_zxid()),
+            d.current
+        );
         node.tree = node.disk.replay();
         let (disk, tail) = node.disk.state();
         let (peer, actions) = Peer::new(s, disk, tail, self.now_ms);
@@ -331,6 +352,11 @@ impl Sim {
                 let unsynced = d.log[d.synced..].iter().filter(|(z, _)| end.is_none_or(|end| *z <= end)).count();
                 assert_eq!(unsynced, 0, "{id} raised currentEpoch to {e} with unsynced history");
                 d.current = e;
+                d.updating = false;
+                vec![]
+            }
+            Action::BeginEpochUpdate => {
+                self.nodes[i].disk.updating = true;
                 vec![]
             }
             Action::Append(txns) => {
@@ -441,6 +467,7 @@ impl Sim {
             Action::Recover => {
                 let node = &mut self.nodes[i];
                 node.disk.synced = node.disk.log.len();
+                node.disk.repair();
                 node.tree = node.disk.replay();
                 let (disk, tail) = node.disk.state();
                 self.trace_line(format_args!("{id} recovers at {:#x}", disk.last_zxid));
