@@ -239,8 +239,8 @@ mod tests {
         let create = |p: String, i: usize| {
             Txn::Create(crate::CreateTxn {
                 path: p,
-                data: (i % 7 != 0).then(|| vec![i as u8; i % 50]),
-                acl: if i % 5 == 0 { Acl::read_unsafe() } else { Acl::open_unsafe() },
+                data: (!i.is_multiple_of(7)).then(|| vec![i as u8; i % 50]),
+                acl: if i.is_multiple_of(5) { Acl::read_unsafe() } else { Acl::open_unsafe() },
                 ephemeral_owner: 0,
                 parent_cversion: 1,
             })
