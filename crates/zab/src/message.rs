@@ -61,6 +61,14 @@ pub enum Message {
     Inform { zxid: Zxid, txn: Txn },
     /// Both ways, to show liveness (PING, 5).
     Ping,
+
+    // --- Serving clients on learners ---
+    /// Learner → leader: a client's write, to prep and propose (REQUEST, 1). Opaque to
+    /// Zab.
+    Request { body: Txn },
+    /// Learner → leader: a client's `sync` (`zxid` 0); leader → learner: everything
+    /// through `zxid` is committed and was sent to you before this (SYNC, 7).
+    Sync { id: u64, zxid: Zxid },
 }
 
 impl Message {
@@ -83,6 +91,8 @@ impl Message {
             Message::Commit { .. } => 4,
             Message::Inform { .. } => 8,
             Message::Ping => 5,
+            Message::Request { .. } => 1,
+            Message::Sync { .. } => 7,
         }
     }
 }
@@ -136,6 +146,12 @@ impl Message {
                 w.i64(*zxid).buffer(txn);
             }
             Message::UpToDate | Message::Ping => {}
+            Message::Request { body } => {
+                w.buffer(body);
+            }
+            Message::Sync { id, zxid } => {
+                w.i64(*id as i64).i64(*zxid);
+            }
         }
         w.into_inner()
     }
@@ -181,6 +197,8 @@ impl Message {
             8 => Message::Inform { zxid: r.read_i64()?, txn: r.read_buffer()?.into() },
             12 => Message::UpToDate,
             5 => Message::Ping,
+            1 => Message::Request { body: r.read_buffer()?.into() },
+            7 => Message::Sync { id: r.read_i64()? as u64, zxid: r.read_i64()? },
             _ => return Err(DecodeError::Invalid("unknown quorum message type")),
         };
         if r.remaining() != 0 {
@@ -214,6 +232,9 @@ mod tests {
             Message::Commit { zxid: 0x6_0000_0001 },
             Message::Inform { zxid: 0x6_0000_0001, txn: Vec::new().into() },
             Message::Ping,
+            Message::Request { body: b"setData".to_vec().into() },
+            Message::Sync { id: 42, zxid: 0 },
+            Message::Sync { id: u64::MAX, zxid: 0x6_0000_0001 },
         ]
     }
 

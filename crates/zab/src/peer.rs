@@ -16,6 +16,8 @@
 //! | `Send { to, msg }` | send on the connection to `to` (FIFO per peer; a lost connection is reported with [`Peer::disconnected`]) |
 //! | `Role(..)` | tell the client service (serve, forward writes, refuse clients...) |
 //! | `Recover` | stop taking client writes, drain the log writer, rebuild the tree from disk, then call [`Peer::recovered`] |
+//! | `Forwarded { from, body }` | (leader) prep the forwarded write and propose it |
+//! | `Synced { id }` | answer the client's `sync` |
 //!
 //! These orders are what make the ZooKeeper bugs listed in ZAB.md impossible here: an
 //! epoch is on disk before a message says it; a follower's synced history is durable
@@ -85,6 +87,11 @@ pub enum Action {
     Apply(Vec<(Zxid, Txn)>),
     Role(Role),
     Recover,
+    /// Leader: a learner forwarded a client's write; prep it and [`Peer::propose`] it.
+    Forwarded { from: ServerId, body: Txn },
+    /// The `sync` with this id is done: everything committed before it was issued has
+    /// been applied here (after the `Apply` actions before this one).
+    Synced { id: u64 },
 }
 
 /// What the client service should be doing.
@@ -154,6 +161,9 @@ struct Leading {
     logged: Zxid,
     next_counter: u32,
     next_ping_ms: u64,
+    /// Syncs waiting for a commit: (learner, or `None` for our own client; sync id; zxid
+    /// that must be committed first).
+    pending_syncs: VecDeque<(Option<ServerId>, u64, Zxid)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -323,6 +333,7 @@ impl Peer {
             logged: self.disk.last_zxid,
             next_counter: 1,
             next_ping_ms: now_ms + self.s.tick_ms / 2,
+            pending_syncs: VecDeque::new(),
         }));
     }
 
@@ -530,8 +541,67 @@ impl Peer {
                     _ => {}
                 }
             }
+            Message::Request { body } => {
+                if l.established && l.learners.get(&from).is_some_and(|x| x.phase == LearnerPhase::Synced) {
+                    out.push(Action::Forwarded { from, body });
+                }
+            }
+            Message::Sync { id, .. } => {
+                if l.established && l.learners.get(&from).is_some_and(|x| x.phase == LearnerPhase::Synced) {
+                    let last = l.last_zxid();
+                    l.pending_syncs.push_back((Some(from), id, last));
+                    self.answer_syncs(out);
+                }
+            }
             Message::Ping => {}
             _ => {}
+        }
+    }
+
+    /// Answers the syncs whose zxid is now committed, in order.
+    fn answer_syncs(&mut self, out: &mut Vec<Action>) {
+        let State::Leading(l) = &mut self.state else { return };
+        while let Some(&(who, id, zxid)) = l.pending_syncs.front() {
+            if zxid > l.committed {
+                break;
+            }
+            l.pending_syncs.pop_front();
+            match who {
+                // The COMMITs through `zxid` went to it before this.
+                Some(to) => out.push(Action::Send { to, msg: Message::Sync { id, zxid } }),
+                None => out.push(Action::Synced { id }),
+            }
+        }
+    }
+
+    /// A client of this server asked for `sync`: [`Action::Synced`] comes back once
+    /// everything the leader committed before now is applied here. Refused (`NotLeader`)
+    /// while this server is not serving.
+    pub fn sync(&mut self, id: u64) -> Result<Vec<Action>, ProposeError> {
+        let mut out = Vec::new();
+        match &mut self.state {
+            State::Leading(l) if l.established => {
+                let last = l.last_zxid();
+                l.pending_syncs.push_back((None, id, last));
+                self.answer_syncs(&mut out);
+            }
+            State::Following(f) if f.phase == FollowPhase::Broadcast => {
+                out.push(Action::Send { to: f.leader, msg: Message::Sync { id, zxid: 0 } });
+            }
+            _ => return Err(ProposeError::NotLeader),
+        }
+        Ok(out)
+    }
+
+    /// A client of this learner wrote: the write goes to the leader, which answers with
+    /// the transaction (it comes back in `Apply`). Refused (`NotLeader`) while this
+    /// server is not serving.
+    pub fn forward(&mut self, body: Txn) -> Result<Vec<Action>, ProposeError> {
+        match &self.state {
+            State::Following(f) if f.phase == FollowPhase::Broadcast => {
+                Ok(vec![Action::Send { to: f.leader, msg: Message::Request { body } }])
+            }
+            _ => Err(ProposeError::NotLeader),
         }
     }
 
@@ -741,6 +811,8 @@ impl Peer {
             }
         }
         out.push(Action::Apply(newly));
+        self.answer_syncs(out);
+        let State::Leading(l) = &mut self.state else { return };
         // Keep only the window of committed transactions (and every uncommitted one).
         let committed_held = l.history.iter().take_while(|(z, _)| *z <= l.committed).count();
         let excess = committed_held.saturating_sub(self.s.history_window);
@@ -853,6 +925,11 @@ impl Peer {
                     Role::Following { leader: f.leader, epoch: f.epoch }
                 };
                 out.push(Action::Role(role));
+            }
+            (FollowPhase::Broadcast, Message::Sync { id, zxid }) => {
+                // FIFO: every COMMIT through `zxid` came before this and was applied.
+                assert!(f.applied >= zxid, "SYNC {zxid:#x} before its commits");
+                out.push(Action::Synced { id });
             }
             (FollowPhase::Broadcast, Message::Ping) => {
                 out.push(Action::Send { to: f.leader, msg: Message::Ping });

@@ -118,6 +118,10 @@ struct Sim {
     leaders: BTreeMap<u32, ServerId>,
     next_payload: u64,
     stats: Stats,
+    /// Syncs in flight: (member, id) → the newest acknowledged zxid when it was issued,
+    /// which the member must have applied when the sync completes.
+    syncs: BTreeMap<(ServerId, u64), Zxid>,
+    next_sync: u64,
 }
 
 /// What happened in runs, so a run that exercises nothing is noticed.
@@ -129,6 +133,8 @@ struct Stats {
     leaders: u64,
     crashes: u64,
     acknowledged: u64,
+    forwarded: u64,
+    syncs: u64,
 }
 
 impl std::ops::AddAssign for Stats {
@@ -139,6 +145,8 @@ impl std::ops::AddAssign for Stats {
         self.leaders += o.leaders;
         self.crashes += o.crashes;
         self.acknowledged += o.acknowledged;
+        self.forwarded += o.forwarded;
+        self.syncs += o.syncs;
     }
 }
 
@@ -198,6 +206,8 @@ impl Sim {
             leaders: BTreeMap::new(),
             next_payload: 0,
             stats: Stats::default(),
+            syncs: BTreeMap::new(),
+            next_sync: 0,
         }
     }
 
@@ -464,6 +474,24 @@ impl Sim {
                 }
                 vec![]
             }
+            Action::Forwarded { from, body } => {
+                assert!(matches!(self.nodes[i].role, Role::Leading { .. }), "{id} got a forwarded write from {from}");
+                self.stats.forwarded += 1;
+                match self.nodes[i].peer.as_mut().unwrap().propose(body) {
+                    Ok((_, actions)) => actions,
+                    Err(_) => vec![],
+                }
+            }
+            Action::Synced { id: sync } => {
+                let required = self.syncs.remove(&(id, sync)).expect("a sync this member was asked for");
+                let have = self.nodes[i].tree.last().map_or(0, |(z, _)| *z);
+                assert!(
+                    have >= required,
+                    "{id}: sync {sync} done with {have:#x} applied, but {required:#x} was acknowledged before it"
+                );
+                self.stats.syncs += 1;
+                vec![]
+            }
             Action::Recover => {
                 let node = &mut self.nodes[i];
                 node.disk.synced = node.disk.log.len();
@@ -580,12 +608,51 @@ impl Sim {
     /// The client: proposes a write to the leader, if there is one.
     fn propose(&mut self) -> Option<Zxid> {
         let id = self.leader()?;
-        self.next_payload += 1;
-        let txn: Txn = format!("w{}", self.next_payload).into_bytes().into();
+        let txn = self.payload();
         let i = self.idx(id);
         let (zxid, actions) = self.nodes[i].peer.as_mut().unwrap().propose(txn).ok()?;
         self.run_actions(id, actions);
         Some(zxid)
+    }
+
+    fn payload(&mut self) -> Txn {
+        self.next_payload += 1;
+        format!("w{}", self.next_payload).into_bytes().into()
+    }
+
+    fn serving(&self) -> Vec<ServerId> {
+        self.nodes.iter().filter(|n| n.peer.is_some() && !matches!(n.role, Role::Looking)).map(|n| n.id).collect()
+    }
+
+    /// A client of a random serving member writes: the leader proposes, a follower
+    /// forwards.
+    fn write_anywhere(&mut self, pick: usize) {
+        let serving = self.serving();
+        let Some(&id) = serving.get(pick % serving.len().max(1)) else { return };
+        let i = self.idx(id);
+        if matches!(self.nodes[i].role, Role::Leading { .. }) {
+            self.propose();
+            return;
+        }
+        let txn = self.payload();
+        if let Ok(actions) = self.nodes[i].peer.as_mut().unwrap().forward(txn) {
+            self.run_actions(id, actions);
+        }
+    }
+
+    /// A client of a random serving member syncs; when it completes, the member must
+    /// have applied every write acknowledged before it was issued.
+    fn sync_anywhere(&mut self, pick: usize) {
+        let serving = self.serving();
+        let Some(&id) = serving.get(pick % serving.len().max(1)) else { return };
+        self.next_sync += 1;
+        let sync = self.next_sync;
+        let required = self.acknowledged.keys().next_back().copied().unwrap_or(0);
+        let i = self.idx(id);
+        if let Ok(actions) = self.nodes[i].peer.as_mut().unwrap().sync(sync) {
+            self.syncs.insert((id, sync), required);
+            self.run_actions(id, actions);
+        }
     }
 }
 
@@ -604,9 +671,11 @@ fn run_seed(seed: u64, trace: bool) -> Stats {
         let next = sim.now_ms + rng.gen_range(1..60);
         sim.run_until(next);
         match rng.gen_range(0..100) {
-            0..=59 => {
+            0..=29 => {
                 sim.propose();
             }
+            30..=49 => sim.write_anywhere(rng.gen()),
+            50..=59 => sim.sync_anywhere(rng.gen()),
             60..=61 => {
                 let id = rng.gen_range(1..=sim.members.len() as u64);
                 sim.crash(id);
@@ -713,4 +782,5 @@ fn seeds() {
     // Every path the runs are meant to cover was taken.
     assert!(total.diffs > 0 && total.truncs > 0 && total.snaps > 0, "{total:?}");
     assert!(total.leaders > n && total.crashes > n && total.acknowledged > 50 * n, "{total:?}");
+    assert!(total.forwarded > 10 * n && total.syncs > 10 * n, "{total:?}");
 }

@@ -331,3 +331,37 @@ fn settled_members_advertise_the_epoch_they_share() {
     assert_eq!(f.role(), Role::Following { leader: 3, epoch: 2 });
     assert_eq!(answer(f.on_message(2, looking, 14)), (PeerState::Following, 3, 2));
 }
+
+/// A learner's `sync` is answered by the leader only once everything it had proposed when
+/// the sync arrived is committed, after those COMMITs on the same link; forwarded writes
+/// reach the leader's driver only from synced learners.
+#[test]
+fn sync_waits_for_what_was_proposed_before_it() {
+    let (mut p, _) = leader(disk(1, 1, make_zxid(1, 5)), LogTail::default(), [make_zxid(1, 5); 2]);
+    for from in [1, 2] {
+        p.on_message(from, Message::AckEpoch { current_epoch: 1, last_zxid: make_zxid(1, 5), fresh: true }, 120);
+        p.on_message(from, Message::Ack { zxid: make_zxid(2, 0) }, 121);
+    }
+    let out = p.on_message(1, Message::Request { body: txn("w") }, 122);
+    assert_eq!(out, vec![Action::Forwarded { from: 1, body: txn("w") }]);
+    let (z, _) = p.propose(txn("w")).unwrap();
+    // Learner 1 syncs while z is in flight: no answer yet.
+    assert!(p.on_message(1, Message::Sync { id: 9, zxid: 0 }, 123).is_empty());
+    // A local client's sync waits too.
+    assert!(p.sync(10).unwrap().is_empty());
+    p.on_message(2, Message::Ack { zxid: z }, 124);
+    let out = p.logged(z);
+    let tail: Vec<&Action> = out.iter().skip_while(|a| !matches!(a, Action::Apply(_))).collect();
+    assert_eq!(
+        tail,
+        vec![
+            &Action::Apply(vec![(z, txn("w"))]),
+            &Action::Send { to: 1, msg: Message::Sync { id: 9, zxid: z } },
+            &Action::Synced { id: 10 },
+        ]
+    );
+    // With nothing in flight, a sync is answered at once.
+    assert_eq!(p.sync(11).unwrap(), vec![Action::Synced { id: 11 }]);
+    // A learner that is not synced cannot forward.
+    assert!(p.on_message(7, Message::Request { body: txn("x") }, 125).is_empty());
+}
