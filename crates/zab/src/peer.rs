@@ -474,6 +474,9 @@ impl Peer {
         if let Some(x) = l.learners.get_mut(&from) {
             x.last_heard_ms = now_ms;
         }
+        // Clients' writes and syncs are taken only from synced learners of an
+        // established leader.
+        let serving_learner = l.established && l.learners.get(&from).is_some_and(|x| x.phase == LearnerPhase::Synced);
         match msg {
             Message::LearnerInfo { accepted_epoch, last_zxid, snapshot_zxid, observer } => {
                 l.learners.insert(
@@ -541,17 +544,13 @@ impl Peer {
                     _ => {}
                 }
             }
-            Message::Request { body } => {
-                if l.established && l.learners.get(&from).is_some_and(|x| x.phase == LearnerPhase::Synced) {
-                    out.push(Action::Forwarded { from, body });
-                }
+            Message::Request { body } if serving_learner => {
+                out.push(Action::Forwarded { from, body });
             }
-            Message::Sync { id, .. } => {
-                if l.established && l.learners.get(&from).is_some_and(|x| x.phase == LearnerPhase::Synced) {
-                    let last = l.last_zxid();
-                    l.pending_syncs.push_back((Some(from), id, last));
-                    self.answer_syncs(out);
-                }
+            Message::Sync { id, .. } if serving_learner => {
+                let last = l.last_zxid();
+                l.pending_syncs.push_back((Some(from), id, last));
+                self.answer_syncs(out);
             }
             Message::Ping => {}
             _ => {}
