@@ -365,3 +365,22 @@ fn sync_waits_for_what_was_proposed_before_it() {
     // A learner that is not synced cannot forward.
     assert!(p.on_message(7, Message::Request { body: txn("x") }, 125).is_empty());
 }
+
+/// Epoch rollover: when the zxid counter of an epoch runs out, the leader refuses more
+/// proposals and steps down, so that a new election starts a new epoch.
+#[test]
+fn leader_steps_down_when_the_zxid_counter_runs_out() {
+    let (mut p, _) = leader(disk(1, 1, make_zxid(1, 5)), LogTail::default(), [make_zxid(1, 5); 2]);
+    for from in [1, 2] {
+        p.on_message(from, Message::AckEpoch { current_epoch: 1, last_zxid: make_zxid(1, 5), fresh: true }, 120);
+        p.on_message(from, Message::Ack { zxid: make_zxid(2, 0) }, 121);
+    }
+    let State::Leading(l) = &mut p.state else { panic!() };
+    l.next_counter = u32::MAX - 1;
+    let (z, _) = p.propose(txn("last")).unwrap();
+    assert_eq!(z, make_zxid(2, u32::MAX - 1));
+    assert_eq!(p.propose(txn("one too many")).unwrap_err(), ProposeError::NotLeader);
+    let out = p.tick(200);
+    assert!(out.contains(&Action::Recover), "{out:?}");
+    assert_eq!(p.role(), Role::Looking);
+}
