@@ -64,6 +64,17 @@ fn leader(d: DiskState, tail: LogTail, learner_last: [Zxid; 2]) -> (Peer, Vec<Ac
     (p, out)
 }
 
+/// Leader 3 of epoch 2, established with learners 1 and 2 synced (all at (1,5)).
+fn established_leader() -> Peer {
+    let (mut p, _) = leader(disk(1, 1, make_zxid(1, 5)), LogTail::default(), [make_zxid(1, 5); 2]);
+    for from in [1, 2] {
+        p.on_message(from, Message::AckEpoch { current_epoch: 1, last_zxid: make_zxid(1, 5), fresh: true }, 120);
+        p.on_message(from, Message::Ack { zxid: make_zxid(2, 0) }, 121);
+    }
+    assert_eq!(p.role(), Role::Leading { epoch: 2 });
+    p
+}
+
 /// ZOOKEEPER-335: the new epoch comes from the persisted acceptedEpochs, not from zxids,
 /// and it is on disk before anyone hears of it.
 #[test]
@@ -252,11 +263,7 @@ fn a_gap_in_proposals_is_refused() {
 /// The leader steps down when the followers it heard from lately are not a quorum.
 #[test]
 fn leader_steps_down_without_a_quorum() {
-    let (mut p, _) = leader(disk(1, 1, make_zxid(1, 5)), LogTail::default(), [make_zxid(1, 5); 2]);
-    for from in [1, 2] {
-        p.on_message(from, Message::AckEpoch { current_epoch: 1, last_zxid: make_zxid(1, 5), fresh: true }, 120);
-        p.on_message(from, Message::Ack { zxid: make_zxid(2, 0) }, 121);
-    }
+    let mut p = established_leader();
     assert_eq!(p.role(), Role::Leading { epoch: 2 });
     // Follower 1 keeps answering pings; 2 falls silent. Still a quorum (1 + us).
     let mut now = 121;
@@ -280,11 +287,7 @@ fn leader_steps_down_without_a_quorum() {
 /// once it happened, and commits go out in order.
 #[test]
 fn commit_needs_a_durable_quorum() {
-    let (mut p, _) = leader(disk(1, 1, make_zxid(1, 5)), LogTail::default(), [make_zxid(1, 5); 2]);
-    for from in [1, 2] {
-        p.on_message(from, Message::AckEpoch { current_epoch: 1, last_zxid: make_zxid(1, 5), fresh: true }, 120);
-        p.on_message(from, Message::Ack { zxid: make_zxid(2, 0) }, 121);
-    }
+    let mut p = established_leader();
     let (z1, out) = p.propose(txn("a")).unwrap();
     assert_eq!(z1, make_zxid(2, 1));
     assert_eq!(out[0], Action::Append(vec![(z1, txn("a"))]));
@@ -316,11 +319,7 @@ fn settled_members_advertise_the_epoch_they_share() {
         [Action::Send { msg: Message::Election(n), .. }] => (n.state, n.vote.leader, n.vote.peer_epoch),
         other => panic!("{other:?}"),
     };
-    let (mut l, _) = leader(disk(1, 1, make_zxid(1, 5)), LogTail::default(), [make_zxid(1, 5); 2]);
-    for from in [1, 2] {
-        l.on_message(from, Message::AckEpoch { current_epoch: 1, last_zxid: make_zxid(1, 5), fresh: true }, 120);
-        l.on_message(from, Message::Ack { zxid: make_zxid(2, 0) }, 121);
-    }
+    let mut l = established_leader();
     assert_eq!(answer(l.on_message(2, looking.clone(), 130)), (PeerState::Leading, 3, 2));
 
     let mut f = follower(disk(1, 1, make_zxid(1, 2)));
@@ -337,11 +336,7 @@ fn settled_members_advertise_the_epoch_they_share() {
 /// reach the leader's driver only from synced learners.
 #[test]
 fn sync_waits_for_what_was_proposed_before_it() {
-    let (mut p, _) = leader(disk(1, 1, make_zxid(1, 5)), LogTail::default(), [make_zxid(1, 5); 2]);
-    for from in [1, 2] {
-        p.on_message(from, Message::AckEpoch { current_epoch: 1, last_zxid: make_zxid(1, 5), fresh: true }, 120);
-        p.on_message(from, Message::Ack { zxid: make_zxid(2, 0) }, 121);
-    }
+    let mut p = established_leader();
     let out = p.on_message(1, Message::Request { body: txn("w") }, 122);
     assert_eq!(out, vec![Action::Forwarded { from: 1, body: txn("w") }]);
     let (z, _) = p.propose(txn("w")).unwrap();
@@ -370,11 +365,7 @@ fn sync_waits_for_what_was_proposed_before_it() {
 /// proposals and steps down, so that a new election starts a new epoch.
 #[test]
 fn leader_steps_down_when_the_zxid_counter_runs_out() {
-    let (mut p, _) = leader(disk(1, 1, make_zxid(1, 5)), LogTail::default(), [make_zxid(1, 5); 2]);
-    for from in [1, 2] {
-        p.on_message(from, Message::AckEpoch { current_epoch: 1, last_zxid: make_zxid(1, 5), fresh: true }, 120);
-        p.on_message(from, Message::Ack { zxid: make_zxid(2, 0) }, 121);
-    }
+    let mut p = established_leader();
     let State::Leading(l) = &mut p.state else { panic!() };
     l.next_counter = u32::MAX - 1;
     let (z, _) = p.propose(txn("last")).unwrap();
