@@ -10,6 +10,9 @@
 //! - `encode`: reply and notification frames.
 //! - [`quorum`]: connections between ensemble members (election and quorum links), the
 //!   network `corral-zab` will run on. Not used by the standalone server.
+//! - [`replica`]: a Zab member's disk and tree — the storage side of the Zab actions
+//!   (epochs and their 1653 repair, appends, TRUNC, installing and sending snapshots,
+//!   applying). Not used by the standalone server yet.
 //!
 //! [`Server::bind`] then [`Server::run`] start a standalone server. A `zoo.cfg` that
 //! describes an ensemble is parsed (see [`config`]) but refused by [`Server::bind`]: this
@@ -22,6 +25,7 @@ pub mod durable;
 mod encode;
 mod fourlw;
 pub mod quorum;
+pub mod replica;
 
 use crate::config::Config;
 use crate::core::Core;
