@@ -13,6 +13,8 @@
 //! - [`replica`]: a Zab member's disk and tree — the storage side of the Zab actions
 //!   (epochs and their 1653 repair, appends, TRUNC, installing and sending snapshots,
 //!   applying). Not used by the standalone server yet.
+//! - [`member`]: an ensemble member running Zab alone with no client service
+//!   (`corral zab-member`), to test replication end to end.
 //!
 //! [`Server::bind`] then [`Server::run`] start a standalone server. A `zoo.cfg` that
 //! describes an ensemble is parsed (see [`config`]) but refused by [`Server::bind`]: this
@@ -26,6 +28,7 @@ mod encode;
 mod fourlw;
 pub mod quorum;
 pub mod replica;
+pub mod member;
 
 use crate::config::Config;
 use crate::core::Core;

@@ -724,6 +724,17 @@ impl Peer {
         out.push(Action::Role(Role::Leading { epoch }));
     }
 
+    /// The zxid the next [`Peer::propose`] will assign (an established leader only), for
+    /// a driver whose transactions carry their own zxid.
+    pub fn next_zxid(&self) -> Option<Zxid> {
+        match &self.state {
+            State::Leading(l) if l.established && !l.exhausted && l.next_counter < u32::MAX => {
+                Some(make_zxid(l.epoch.expect("established"), l.next_counter))
+            }
+            _ => None,
+        }
+    }
+
     /// Proposes a transaction (leader only): returns its zxid. It is committed (and
     /// comes back in `Apply`) once a quorum has it durable.
     pub fn propose(&mut self, txn: Txn) -> Result<(Zxid, Vec<Action>), ProposeError> {
