@@ -79,18 +79,33 @@ impl Member {
     }
 }
 
+impl Member {
+    fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: kill(2) on a child process this test started.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    fn applied(&self) -> u64 {
+        let a = self.seen().applied;
+        u64::from_str_radix(a.trim_start_matches("0x"), 16).unwrap_or(0)
+    }
+}
+
 impl Drop for Member {
     fn drop(&mut self) {
         self.kill();
     }
 }
 
-fn ensemble(root: &Path, n: u64) -> Vec<Member> {
+/// `n` members; the last `observers` of them are observers.
+fn ensemble(root: &Path, n: u64, observers: u64) -> Vec<Member> {
     let ports = free_ports(2 * n as usize);
     let servers: String = (1..=n)
         .map(|id| {
             let i = (id - 1) as usize;
-            format!("server.{id}=127.0.0.1:{}:{}\n", ports[2 * i], ports[2 * i + 1])
+            let role = if id > n - observers { ":observer" } else { "" };
+            format!("server.{id}=127.0.0.1:{}:{}{role}\n", ports[2 * i], ports[2 * i + 1])
         })
         .collect();
     (1..=n)
@@ -134,7 +149,7 @@ fn all_agree(members: &[Member]) -> Option<(String, String)> {
 #[test]
 fn three_members_elect_replicate_fail_over_and_converge() {
     let root = tempfile::tempdir().unwrap();
-    let mut members = ensemble(root.path(), 3);
+    let mut members = ensemble(root.path(), 3, 0);
     for m in members.iter_mut() {
         m.start(100);
     }
@@ -172,4 +187,68 @@ fn three_members_elect_replicate_fail_over_and_converge() {
         let s = m.seen();
         assert!(s.role.starts_with("leading") || s.role.starts_with("following"), "member {}: {}", m.id, s.role);
     }
+}
+
+/// A minority stopped (SIGSTOP) does not stop writes; a majority stopped does, and the
+/// leader gives up; after SIGCONT everyone converges. An observer follows along and never
+/// counts toward a quorum.
+#[test]
+fn a_stopped_minority_is_tolerated_a_stopped_majority_is_not_and_observers_never_count() {
+    let root = tempfile::tempdir().unwrap();
+    // Voters 1..3, observer 4.
+    let mut members = ensemble(root.path(), 4, 1);
+    for m in members.iter_mut() {
+        m.start(100_000);
+    }
+    wait_for("a leader, two followers and an observer", Duration::from_secs(30), || {
+        let roles: Vec<String> = members.iter().map(|m| m.seen().role).collect();
+        leader(&members).is_some()
+            && roles.iter().filter(|r| r.starts_with("following")).count() == 2
+            && roles[3].starts_with("observing")
+    });
+    let l = leader(&members).unwrap();
+    assert_ne!(l, 3, "an observer is never elected");
+    let followers: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    // Stop one follower: the leader and the other follower go on committing.
+    members[followers[0]].signal(libc::SIGSTOP);
+    let before = members[l].applied();
+    wait_for("writes with a minority stopped", Duration::from_secs(10), || members[l].applied() > before + 50);
+    wait_for("the running follower and the observer to keep up", Duration::from_secs(10), || {
+        members[followers[1]].applied() > before + 50 && members[3].applied() > before + 50
+    });
+    // Stop the second follower too: only the leader and the observer run. No quorum.
+    members[followers[1]].signal(libc::SIGSTOP);
+    wait_for("the leader to give up", Duration::from_secs(10), || members[l].seen().role.starts_with("looking"));
+    // Reports lag what was applied by up to a few hundred ms: let them settle first.
+    std::thread::sleep(Duration::from_millis(1500));
+    let stuck = (0..4).map(|i| members[i].applied()).max().unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        (0..4).all(|i| members[i].applied() <= stuck),
+        "nothing may commit without a quorum of voters: {:?}",
+        members.iter().map(|m| m.seen().applied).collect::<Vec<_>>()
+    );
+    // Let them run again: a leader, writes resume, and everyone converges.
+    for &f in &followers {
+        members[f].signal(libc::SIGCONT);
+    }
+    wait_for("writes after SIGCONT", Duration::from_secs(30), || {
+        leader(&members).is_some_and(|l| members[l].applied() > stuck)
+    });
+    for m in members.iter_mut() {
+        // Stop proposing: restart each member without writes, one at a time, keeping a
+        // quorum up, so the trees can settle and be compared.
+        m.kill();
+        m.start(0);
+        let start = Instant::now();
+        while !["following", "leading", "observing"].iter().any(|r| m.seen().role.starts_with(r)) {
+            if start.elapsed() > Duration::from_secs(30) {
+                let log = std::fs::read_to_string(m.dir.join(format!("stderr.{}", m.id))).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!("member {} did not come back: {:?}\n{}", m.id, m.seen().lines, tail.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+    wait_for("four identical trees", Duration::from_secs(30), || all_agree(&members).is_some());
 }

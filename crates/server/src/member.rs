@@ -204,6 +204,10 @@ fn execute(
             let (disk, tail) = store.recover()?;
             peer.recovered(disk, tail, now_ms())
         }
+        Action::Disconnect { peer } => {
+            transport.close(peer);
+            vec![]
+        }
         // No client service here: nothing forwards or syncs.
         Action::Forwarded { .. } | Action::Synced { .. } => vec![],
     })

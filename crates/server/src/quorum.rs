@@ -141,6 +141,13 @@ impl Transport {
         }
     }
 
+    /// Closes the quorum link to `peer`, if there is one: its writer stops and the
+    /// connection closes, which the other end hears as a disconnection. This member is not
+    /// told (it asked).
+    pub fn close(&self, peer: ServerId) {
+        self.inner.quorum.lock().unwrap().remove(&peer);
+    }
+
     fn serial(&self) -> u64 {
         let mut s = self.inner.next_serial.lock().unwrap();
         *s += 1;

@@ -281,11 +281,14 @@ impl Election {
         // The next one stays where it is, so a stream of arrivals cannot hold it off.
         self.resend_wait_ms = self.timing.resend_min_ms;
         self.resend_at_ms = self.resend_at_ms.min(now_ms + self.resend_wait_ms);
+        let untrusted = !self.voting && self.voters.contains(self.me);
         if !self.voters.contains(n.from) {
             // An observer (or a server we do not know) that is looking for the leader:
             // tell it what we think. A settled one needs nothing (and answering it would
-            // start an endless exchange, since it answers LOOKING servers).
-            if n.state == PeerState::Looking {
+            // start an endless exchange, since it answers LOOKING servers). An untrusted
+            // voter answers nobody: its vote means nothing, and two servers that answer
+            // each other's every notification never stop.
+            if n.state == PeerState::Looking && !untrusted {
                 out.push(Output::Send { to: n.from, notification: self.notification() });
             }
             return out;
@@ -303,8 +306,11 @@ impl Election {
 
     fn on_looking(&mut self, n: Notification, now_ms: u64, out: &mut Vec<Output>) {
         if n.vote.zxid == -1 {
-            // A server that may not vote: not counted, but told what we think.
-            out.push(Output::Send { to: n.from, notification: self.notification() });
+            // A server that may not vote: not counted, but told what we think (unless we
+            // may not vote either: see above).
+            if self.voting || !self.voters.contains(self.me) {
+                out.push(Output::Send { to: n.from, notification: self.notification() });
+            }
             return;
         }
         if !self.voting && self.voters.contains(self.me) {

@@ -18,6 +18,11 @@
 //! | `Recover` | stop taking client writes, drain the log writer, rebuild the tree from disk, then call [`Peer::recovered`] |
 //! | `Forwarded { from, body }` | (leader) prep the forwarded write and propose it |
 //! | `Synced { id }` | answer the client's `sync` |
+//! | `Disconnect { peer }` | close the quorum link to `peer` (the other end hears it as a disconnection) |
+//!
+//! A durability report ([`Peer::logged`]) must be for an append made since the last
+//! `Truncate`, `InstallSnapshot` or `Recover`: a driver with appends in flight discards
+//! reports from before those (they drain the writer first, so there are none to report).
 //!
 //! These orders are what make the ZooKeeper bugs listed in ZAB.md impossible here: an
 //! epoch is on disk before a message says it; a follower's synced history is durable
@@ -92,6 +97,9 @@ pub enum Action {
     /// The `sync` with this id is done: everything committed before it was issued has
     /// been applied here (after the `Apply` actions before this one).
     Synced { id: u64 },
+    /// Close the quorum link to `peer`: a learner leaving its leader, or a leader stepping
+    /// down, ends the session so nothing of it reaches a later one.
+    Disconnect { peer: ServerId },
 }
 
 /// What the client service should be doing.
@@ -131,6 +139,10 @@ enum LearnerPhase {
 #[derive(Debug)]
 struct Learner {
     observer: bool,
+    /// Its ACKEPOCH promised our epoch anew. One that had promised it already (to
+    /// another leader that picked the same epoch) does not count toward the epoch
+    /// quorum, or two leaders could each gather one sharing it (ZooKeeper acks -1).
+    fresh: bool,
     accepted_epoch: u32,
     last_zxid: Zxid,
     /// It cannot truncate below this.
@@ -280,6 +292,11 @@ impl Peer {
     /// [`Peer::recovered`].
     fn recover(&mut self, why: &'static str, out: &mut Vec<Action>) {
         let _ = why;
+        match &self.state {
+            State::Following(f) => out.push(Action::Disconnect { peer: f.leader }),
+            State::Leading(l) => out.extend(l.learners.keys().map(|&peer| Action::Disconnect { peer })),
+            _ => {}
+        }
         self.state = State::Recovering;
         out.push(Action::Role(Role::Looking));
         out.push(Action::Recover);
@@ -305,7 +322,7 @@ impl Peer {
                     self.round = self.round.max(vote.round);
                     self.vote = vote;
                     match state {
-                        PeerState::Leading => self.lead(now_ms),
+                        PeerState::Leading => self.lead(now_ms, out),
                         _ => self.follow(vote.leader, now_ms, out),
                     }
                 }
@@ -313,7 +330,7 @@ impl Peer {
         }
     }
 
-    fn lead(&mut self, now_ms: u64) {
+    fn lead(&mut self, now_ms: u64, out: &mut Vec<Action>) {
         let mut tail = std::mem::take(&mut self.tail);
         if tail.txns.last().map_or(tail.base, |(z, _)| *z) != self.disk.last_zxid {
             // Not the end of our log: no use for DIFFs.
@@ -335,6 +352,11 @@ impl Peer {
             next_ping_ms: now_ms + self.s.tick_ms / 2,
             pending_syncs: VecDeque::new(),
         }));
+        // A single voter is its own quorum at every step.
+        self.try_choose_epoch(out);
+        if matches!(&self.state, State::Leading(l) if l.epoch.is_some()) {
+            self.try_sync(now_ms, out);
+        }
     }
 
     fn follow(&mut self, leader: ServerId, now_ms: u64, out: &mut Vec<Action>) {
@@ -425,6 +447,7 @@ impl Peer {
             State::Following(f) if f.leader == peer => self.recover("lost the leader", &mut out),
             State::Leading(l) => {
                 l.learners.remove(&peer);
+                l.pending_syncs.retain(|(who, ..)| *who != Some(peer));
             }
             _ => {}
         }
@@ -479,10 +502,13 @@ impl Peer {
         let serving_learner = l.established && l.learners.get(&from).is_some_and(|x| x.phase == LearnerPhase::Synced);
         match msg {
             Message::LearnerInfo { accepted_epoch, last_zxid, snapshot_zxid, observer } => {
+                // A new session of this learner: what was pending for the old one is gone.
+                l.pending_syncs.retain(|(who, ..)| *who != Some(from));
                 l.learners.insert(
                     from,
                     Learner {
                         observer: observer || !self.s.voters.contains(from),
+                        fresh: false,
                         accepted_epoch,
                         last_zxid,
                         snapshot_zxid,
@@ -510,7 +536,7 @@ impl Peer {
                 x.current_epoch = current_epoch;
                 x.last_zxid = last_zxid;
                 x.acked = last_zxid;
-                let _ = fresh;
+                x.fresh = fresh;
                 if (current_epoch, last_zxid) > ours && !x.observer {
                     // A learner holds a more recent history than ours: we must not lead.
                     self.recover("a follower is ahead of the elected leader", out);
@@ -533,8 +559,10 @@ impl Peer {
                         x.acked = x.last_zxid;
                         if l.established {
                             out.push(Action::Send { to: from, msg: Message::UpToDate });
+                            // Its ACK may complete the quorum of a pending proposal.
+                            self.try_commit(out);
                         } else {
-                            self.try_establish(out);
+                            self.try_establish(now_ms, out);
                         }
                     }
                     LearnerPhase::Synced => {
@@ -624,14 +652,14 @@ impl Peer {
 
     /// Discovery step 4 and synchronisation: once a quorum acked the epoch, take it as our
     /// current epoch and sync every learner that acked.
-    fn try_sync(&mut self, _now_ms: u64, out: &mut Vec<Action>) {
+    fn try_sync(&mut self, now_ms: u64, out: &mut Vec<Action>) {
         let State::Leading(l) = &mut self.state else { unreachable!() };
         let epoch = l.epoch.expect("acks come after the epoch");
         if self.disk.current_epoch != epoch {
             let acked = l
                 .learners
                 .iter()
-                .filter(|(_, x)| !x.observer && x.phase >= LearnerPhase::EpochAcked)
+                .filter(|(_, x)| !x.observer && x.fresh && x.phase >= LearnerPhase::EpochAcked)
                 .map(|(id, _)| id);
             if !self.s.voters.is_quorum(acked.chain(std::iter::once(&self.s.id))) {
                 return;
@@ -644,7 +672,7 @@ impl Peer {
         for id in ids {
             self.sync_learner(id, out);
         }
-        self.try_establish(out);
+        self.try_establish(now_ms, out);
     }
 
     /// Sends a learner what it lacks (DIFF, TRUNC + DIFF, or SNAP), then NEWLEADER. The
@@ -701,7 +729,7 @@ impl Peer {
 
     /// Once a quorum acked NEWLEADER, the leader is established: our recovered history is
     /// committed, learners get UPTODATE, and proposals may start.
-    fn try_establish(&mut self, out: &mut Vec<Action>) {
+    fn try_establish(&mut self, now_ms: u64, out: &mut Vec<Action>) {
         let State::Leading(l) = &mut self.state else { unreachable!() };
         if l.established || self.disk.current_epoch != l.epoch.unwrap_or(0) {
             return;
@@ -716,9 +744,12 @@ impl Peer {
         // LOOKING servers are answered with our vote; it must carry the epoch we now lead,
         // as our followers' will, or a joiner never sees a quorum agree.
         self.vote.peer_epoch = epoch;
-        for (&id, x) in &l.learners {
+        for (&id, x) in l.learners.iter_mut() {
             if x.phase == LearnerPhase::Synced {
                 out.push(Action::Send { to: id, msg: Message::UpToDate });
+                // A learner that acked long before the last one was waiting, not silent:
+                // syncLimit counts from now.
+                x.last_heard_ms = now_ms;
             }
         }
         out.push(Action::Role(Role::Leading { epoch }));
@@ -773,7 +804,13 @@ impl Peer {
                 f.logged = f.logged.max(zxid);
                 match f.phase {
                     FollowPhase::NewLeaderPending { epoch, through } if f.logged >= through => {
+                        let (logged, observer, leader) = (f.logged, f.observer, f.leader);
                         self.ack_new_leader(epoch, &mut out);
+                        // Proposals that came after NEWLEADER and became durable in the
+                        // same sync are acked too, after NEWLEADER's ACK.
+                        if logged > through && !observer {
+                            out.push(Action::Send { to: leader, msg: Message::Ack { zxid: logged } });
+                        }
                     }
                     FollowPhase::Acked | FollowPhase::Broadcast if !f.observer => {
                         out.push(Action::Send { to: f.leader, msg: Message::Ack { zxid: f.logged } });
@@ -944,7 +981,14 @@ impl Peer {
             (FollowPhase::Broadcast, Message::Ping) => {
                 out.push(Action::Send { to: f.leader, msg: Message::Ping });
             }
+            // Learners answer pings once they acked NEWLEADER: the leader counts them from
+            // then on.
+            (FollowPhase::Acked, Message::Ping) => {
+                out.push(Action::Send { to: f.leader, msg: Message::Ping });
+            }
             (_, Message::Ping) => {}
+            // An answer meant for an earlier session with this leader.
+            (_, Message::Sync { .. }) => {}
             (phase, msg) => {
                 let _ = (phase, msg);
                 self.recover("unexpected message from the leader", out);

@@ -325,3 +325,40 @@ fn random_networks() {
         }
     }
 }
+
+/// Found by review: two untrusted voters, or an untrusted voter and a LOOKING observer,
+/// must not answer each other forever.
+#[test]
+fn untrusted_voters_do_not_start_an_endless_exchange() {
+    for (a_id, b_id, b_trusted) in [(1u64, 9u64, true), (1, 2, false)] {
+        let voters = Voters::new([1, 2, 3]);
+        let a = Candidate { id: a_id, last_zxid: 0, current_epoch: 0, trusted: false };
+        let b = Candidate { id: b_id, last_zxid: 0, current_epoch: 0, trusted: b_trusted };
+        let (mut ea, out_a) = Election::start(a, voters.clone(), [1, 2, 3, 9], Timing::default(), 0, 0);
+        let (mut eb, out_b) = Election::start(b, voters.clone(), [1, 2, 3, 9], Timing::default(), 0, 0);
+        let mut q: std::collections::VecDeque<(ServerId, Notification)> = out_a
+            .into_iter()
+            .chain(out_b)
+            .filter_map(|o| match o {
+                Output::Send { to, notification } if to == a_id || to == b_id => Some((to, notification)),
+                _ => None,
+            })
+            .collect();
+        if b_id == 9 {
+            q.push_back((a_id, eb.notification()));
+        }
+        let mut delivered = 0;
+        while let Some((to, n)) = q.pop_front() {
+            delivered += 1;
+            assert!(delivered < 100, "{a_id} and {b_id}: an endless exchange");
+            let out = if to == a_id { ea.on_notification(n, 1) } else { eb.on_notification(n, 1) };
+            for o in out {
+                if let Output::Send { to, notification } = o {
+                    if to == a_id || to == b_id {
+                        q.push_back((to, notification));
+                    }
+                }
+            }
+        }
+    }
+}

@@ -216,7 +216,7 @@ fn a_follower_ahead_of_the_leader_makes_it_step_down() {
 fn no_vote_before_memory_is_rebuilt() {
     let mut p = follower(disk(1, 1, make_zxid(1, 2)));
     let out = p.disconnected(3);
-    assert_eq!(out, vec![Action::Role(Role::Looking), Action::Recover]);
+    assert_eq!(out, vec![Action::Disconnect { peer: 3 }, Action::Role(Role::Looking), Action::Recover]);
     // Notifications and time change nothing until recovered.
     let n = Notification { from: 2, state: PeerState::Looking, vote: Vote { leader: 2, zxid: 0, round: 5, peer_epoch: 0 } };
     assert!(p.on_message(2, Message::Election(n), 10).is_empty());
@@ -374,4 +374,161 @@ fn leader_steps_down_when_the_zxid_counter_runs_out() {
     let out = p.tick(200);
     assert!(out.contains(&Action::Recover), "{out:?}");
     assert_eq!(p.role(), Role::Looking);
+}
+
+// ---------------------------------------------------------------------------------------
+// Found by review (helper scenario tests, kept as regressions).
+
+fn acks(out: &[Action]) -> Vec<Zxid> {
+    sends(out).into_iter().filter_map(|(_, m)| if let Message::Ack { zxid } = m { Some(zxid) } else { None }).collect()
+}
+
+/// A proposal received after NEWLEADER and made durable in the same group commit as the
+/// synced history is acked too, after NEWLEADER's ACK.
+#[test]
+fn a_proposal_durable_with_the_sync_is_acked_after_newleader() {
+    let mut p = follower(disk(1, 1, make_zxid(1, 2)));
+    p.on_message(3, Message::LeaderInfo { epoch: 2 }, 10);
+    p.on_message(3, Message::Diff { last_zxid: make_zxid(1, 3) }, 11);
+    p.on_message(3, Message::Proposal { zxid: make_zxid(1, 3), txn: txn("x") }, 11);
+    p.on_message(3, Message::Commit { zxid: make_zxid(1, 3) }, 11);
+    assert!(p.on_message(3, Message::NewLeader { epoch: 2 }, 12).is_empty());
+    p.on_message(3, Message::Proposal { zxid: make_zxid(2, 1), txn: txn("n") }, 13);
+    let out = p.logged(make_zxid(2, 1));
+    assert_eq!(acks(&out), vec![make_zxid(2, 0), make_zxid(2, 1)], "{out:?}");
+}
+
+/// A NEWLEADER ACK that completes the quorum of a pending proposal commits it.
+#[test]
+fn a_newleader_ack_completing_a_quorum_commits() {
+    let (mut l, _) = leader(disk(1, 1, make_zxid(1, 5)), LogTail::default(), [make_zxid(1, 5); 2]);
+    l.on_message(2, Message::AckEpoch { current_epoch: 1, last_zxid: make_zxid(1, 5), fresh: true }, 120);
+    l.on_message(2, Message::Ack { zxid: make_zxid(2, 0) }, 121);
+    assert_eq!(l.role(), Role::Leading { epoch: 2 });
+    let (z, _) = l.propose(txn("w")).unwrap();
+    l.logged(z);
+    l.disconnected(2); // 2 dies before acking z
+    // 1 (re)joins: z travels in its sync, covered by the NEWLEADER ACK.
+    l.on_message(1, Message::LearnerInfo { accepted_epoch: 2, last_zxid: make_zxid(1, 5), snapshot_zxid: 0, observer: false }, 130);
+    let out = l.on_message(1, Message::AckEpoch { current_epoch: 1, last_zxid: make_zxid(1, 5), fresh: false }, 131);
+    assert!(sends(&out).contains(&(1, Message::Proposal { zxid: z, txn: txn("w") })), "{out:?}");
+    let out = l.on_message(1, Message::Ack { zxid: make_zxid(2, 0) }, 132);
+    assert!(out.contains(&Action::Apply(vec![(z, txn("w"))])), "{out:?}");
+}
+
+/// A one-voter ensemble establishes its leader by itself.
+#[test]
+fn a_single_voter_leads_alone() {
+    let mut s = settings(1);
+    s.voters = Voters::new([1]);
+    s.members = vec![1];
+    let (mut p, _) = Peer::new(s, disk(0, 0, 0), LogTail::default(), 0);
+    // It votes for itself, waits the finalize time, and leads at once.
+    let out = p.tick(100);
+    assert!(out.contains(&Action::PersistAcceptedEpoch(1)) && out.contains(&Action::PersistCurrentEpoch(1)), "{out:?}");
+    assert_eq!(p.role(), Role::Leading { epoch: 1 });
+}
+
+/// A leader established when its last learner acked NEWLEADER long after the first does
+/// not take the first for silent: syncLimit counts from the establishment. Learners
+/// answer pings from their NEWLEADER ACK on.
+#[test]
+fn no_step_down_right_after_establishment() {
+    let mut s = settings(5);
+    s.voters = Voters::new([1, 2, 3, 4, 5]);
+    s.members = vec![1, 2, 3, 4, 5];
+    let d = disk(1, 1, make_zxid(1, 5));
+    let (mut p, _) = Peer::new(s, d, LogTail::default(), 0);
+    for from in [1, 2] {
+        let vote = Vote { leader: 5, zxid: d.last_zxid, round: 1, peer_epoch: 1 };
+        p.on_message(from, Message::Election(Notification { from, state: PeerState::Looking, vote }), 1);
+    }
+    p.tick(100);
+    for from in [1, 2] {
+        p.on_message(from, Message::LearnerInfo { accepted_epoch: 1, last_zxid: make_zxid(1, 5), snapshot_zxid: 0, observer: false }, 110);
+    }
+    for from in [1, 2] {
+        p.on_message(from, Message::AckEpoch { current_epoch: 1, last_zxid: make_zxid(1, 5), fresh: true }, 115);
+    }
+    // 1 syncs fast; 2 slowly (a big snapshot): 700 ms, within initLimit.
+    p.on_message(1, Message::Ack { zxid: make_zxid(2, 0) }, 120);
+    let mut now = 120;
+    while now < 700 {
+        now += 50;
+        p.tick(now);
+    }
+    p.on_message(2, Message::Ack { zxid: make_zxid(2, 0) }, 700);
+    assert_eq!(p.role(), Role::Leading { epoch: 2 });
+    assert!(!p.tick(770).contains(&Action::Recover), "stepped down 70 ms after being established");
+    // And a learner that acked NEWLEADER answers pings before UPTODATE.
+    let mut f = follower(disk(1, 1, make_zxid(1, 2)));
+    f.on_message(3, Message::LeaderInfo { epoch: 2 }, 10);
+    f.on_message(3, Message::Diff { last_zxid: make_zxid(1, 2) }, 11);
+    f.on_message(3, Message::NewLeader { epoch: 2 }, 12);
+    assert_eq!(sends(&f.on_message(3, Message::Ping, 13)), vec![(3, Message::Ping)]);
+}
+
+/// A sync answer meant for a learner's earlier session neither reaches nor upsets its new
+/// one.
+#[test]
+fn a_stale_sync_answer_does_not_upset_a_new_session() {
+    let mut l = established_leader();
+    let (z, _) = l.propose(txn("w")).unwrap();
+    l.on_message(1, Message::Sync { id: 7, zxid: 0 }, 122);
+    // 1 registers again (a new session on a new connection).
+    l.on_message(1, Message::LearnerInfo { accepted_epoch: 2, last_zxid: make_zxid(1, 5), snapshot_zxid: 0, observer: false }, 123);
+    l.logged(z);
+    let out = l.on_message(2, Message::Ack { zxid: z }, 124);
+    assert!(!sends(&out).iter().any(|(to, m)| *to == 1 && matches!(m, Message::Sync { .. })), "{out:?}");
+    // And a learner ignores a Sync outside broadcast.
+    let mut f = follower(disk(2, 2, make_zxid(1, 5)));
+    f.on_message(3, Message::LeaderInfo { epoch: 2 }, 10);
+    assert!(!f.on_message(3, Message::Sync { id: 7, zxid: z }, 11).contains(&Action::Recover));
+}
+
+impl Peer {
+    /// A test hook: an arbitrary (possibly wrong) election outcome.
+    fn force_decide(&mut self, leader: ServerId, now_ms: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        if !matches!(self.state, State::Looking(_)) {
+            return out;
+        }
+        self.vote = Vote { leader, zxid: self.disk.last_zxid, round: self.round, peer_epoch: self.disk.current_epoch };
+        if leader == self.s.id {
+            self.lead(now_ms, &mut out)
+        } else {
+            self.follow(leader, now_ms, &mut out)
+        }
+        out
+    }
+}
+
+/// Two members both decide to lead (election is only a heuristic) and pick the same
+/// epoch; a learner that promised it to one and then joins the other must not let both be
+/// established in it: a non-fresh ACKEPOCH does not count.
+#[test]
+fn two_leaders_cannot_both_be_established_in_one_epoch() {
+    let new = |id| Peer::new(settings(id), disk(0, 0, 0), LogTail::default(), 0).0;
+    let (mut p1, mut p2, mut p3) = (new(1), new(2), new(3));
+    p1.force_decide(1, 0);
+    p3.force_decide(3, 0);
+    let info = |acc| Message::LearnerInfo { accepted_epoch: acc, last_zxid: 0, snapshot_zxid: 0, observer: false };
+    // 2 registers with 3 (which picks epoch 1), but loses it before LEADERINFO arrives.
+    assert_eq!(p3.on_message(2, info(0), 1)[0], Action::PersistAcceptedEpoch(1));
+    p3.disconnected(2);
+    // 2 joins 1, which picks epoch 1 too; 2 promises it (fresh) and 1 syncs it.
+    assert_eq!(p1.on_message(2, info(0), 2)[0], Action::PersistAcceptedEpoch(1));
+    let mut f = new(2);
+    f.force_decide(1, 2);
+    let ack = f.on_message(1, Message::LeaderInfo { epoch: 1 }, 3);
+    assert!(sends(&ack).contains(&(1, Message::AckEpoch { current_epoch: 0, last_zxid: 0, fresh: true })));
+    p1.on_message(2, Message::AckEpoch { current_epoch: 0, last_zxid: 0, fresh: true }, 4);
+    // Before NEWLEADER reaches it, 2 goes back to 3, having promised epoch 1 already.
+    p1.disconnected(2);
+    p3.on_message(2, info(1), 5);
+    let out = p3.on_message(2, Message::AckEpoch { current_epoch: 0, last_zxid: 0, fresh: false }, 6);
+    assert!(!out.iter().any(|a| matches!(a, Action::PersistCurrentEpoch(_))), "{out:?}");
+    assert!(sends(&out).is_empty(), "3 must not sync anyone on a promise made to 1: {out:?}");
+    p3.on_message(2, Message::Ack { zxid: make_zxid(1, 0) }, 7);
+    assert_eq!(p3.role(), Role::Looking, "3 must not be established in epoch 1");
 }
