@@ -243,9 +243,14 @@ fn a_stopped_minority_is_tolerated_a_stopped_majority_is_not_and_observers_never
         let start = Instant::now();
         while !["following", "leading", "observing"].iter().any(|r| m.seen().role.starts_with(r)) {
             if start.elapsed() > Duration::from_secs(30) {
-                let log = std::fs::read_to_string(m.dir.join(format!("stderr.{}", m.id))).unwrap_or_default();
-                let tail: Vec<&str> = log.lines().rev().take(30).collect();
-                panic!("member {} did not come back: {:?}\n{}", m.id, m.seen().lines, tail.join("\n"));
+                let root = m.dir.parent().unwrap().to_path_buf();
+                let mut logs = String::new();
+                for id in 1..=4 {
+                    let log = std::fs::read_to_string(root.join(format!("m{id}/stderr.{id}"))).unwrap_or_default();
+                    let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                    logs += &format!("--- member {id}\n{}\n", tail.join("\n"));
+                }
+                panic!("member {} did not come back: {:?}\n{logs}", m.id, m.seen().lines.iter().rev().take(5).collect::<Vec<_>>());
             }
             std::thread::sleep(Duration::from_millis(50));
         }

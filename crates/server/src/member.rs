@@ -114,8 +114,16 @@ pub async fn run(cfg: Config, opts: MemberOptions) -> Result<(), MemberError> {
         let leading = matches!(role, Role::Leading { .. });
         tokio::select! {
             m = inbox.recv() => match m {
-                Some(Inbound::Message { from, msg }) => pending.extend(peer.on_message(from, msg, now_ms())),
-                Some(Inbound::Disconnected { peer: p }) => pending.extend(peer.disconnected(p)),
+                Some(Inbound::Message { from, msg }) => {
+                    if !matches!(msg, Message::Election(_) | Message::Ping | Message::Proposal { .. } | Message::Ack { .. } | Message::Commit { .. } | Message::Inform { .. }) {
+                        tracing::debug!(from, kind = msg.type_number(), ?msg, "received");
+                    }
+                    pending.extend(peer.on_message(from, msg, now_ms()))
+                }
+                Some(Inbound::Disconnected { peer: p }) => {
+                    tracing::debug!(peer = p, "quorum link broke");
+                    pending.extend(peer.disconnected(p))
+                }
                 None => return Ok(()),
             },
             _ = tokio::time::sleep(Duration::from_millis(wake_in.max(1))) => {
@@ -154,6 +162,9 @@ fn execute(
 ) -> Result<Vec<Action>, MemberError> {
     Ok(match a {
         Action::Send { to, msg } => {
+            if !matches!(msg, Message::Election(_) | Message::Ping | Message::Proposal { .. } | Message::Ack { .. } | Message::Commit { .. } | Message::Inform { .. } | Message::Snap { .. }) {
+                tracing::debug!(to, ?msg, "sending");
+            }
             transport.send(to, msg);
             vec![]
         }
@@ -201,6 +212,7 @@ fn execute(
             vec![]
         }
         Action::Recover => {
+            tracing::info!(why = peer.left_because(), "leaving the role; rebuilding from disk");
             let (disk, tail) = store.recover()?;
             peer.recovered(disk, tail, now_ms())
         }

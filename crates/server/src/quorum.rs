@@ -6,11 +6,13 @@
 //!   between every pair of members. To keep one connection per pair, only the member with
 //!   the larger id dials, and it redials with back-off while the link is down. A
 //!   notification for a member with no link up is dropped: election resends.
-//! - **Quorum links** (the quorum port) carry everything else. A learner dials its leader
-//!   when Zab first sends it something; the leader answers on the connection it accepted.
-//!   When a quorum link breaks, the member hears [`Inbound::Disconnected`], which is what
-//!   makes a follower look for a new leader and a leader forget a learner. Nothing redials
-//!   a broken quorum link by itself: Zab's next message does.
+//! - **Quorum links** (the quorum port) carry everything else, one link per learner
+//!   session. Only a learner dials, and only to send `LearnerInfo`, the first message of a
+//!   session (dropping any older link to that leader); the leader answers on the
+//!   connection it accepted and never dials. Anything sent to a peer with no link is
+//!   dropped: the session it belonged to is over. When a quorum link breaks, the member
+//!   hears [`Inbound::Disconnected`], which is what makes a follower look for a new
+//!   leader and a leader forget a learner.
 //!
 //! Every connection starts with a hello (`"CRQ1"`, the sender's id, the link kind); a
 //! connection from an id that is not a member, or that sends a frame that does not decode,
@@ -123,16 +125,19 @@ impl Transport {
             return;
         }
         let mut quorum = self.inner.quorum.lock().unwrap();
-        let link = match quorum.get(&to) {
-            Some(link) => link,
-            None => {
-                let (tx, rx) = mpsc::channel(QUORUM_QUEUE);
-                let serial = self.serial();
-                let addr = self.inner.members[&to].quorum.clone();
-                tokio::spawn(self.clone().dial_quorum(to, addr, rx, serial));
-                quorum.entry(to).or_insert(Link { tx, serial })
-            }
-        };
+        if matches!(msg, Message::LearnerInfo { .. }) {
+            // A learner's session with a leader starts here, on a connection of its own:
+            // whatever link there was to that peer belongs to an earlier session.
+            quorum.remove(&to);
+            let (tx, rx) = mpsc::channel(QUORUM_QUEUE);
+            let serial = self.serial();
+            let addr = self.inner.members[&to].quorum.clone();
+            tokio::spawn(self.clone().dial_quorum(to, addr, rx, serial));
+            quorum.insert(to, Link { tx, serial });
+        }
+        // Everything else goes on the session's link; with none (the peer left, and we
+        // hear or heard of it as a disconnection), it is dropped.
+        let Some(link) = quorum.get(&to) else { return };
         if link.tx.try_send(msg).is_err() {
             // Too far behind (or already gone): drop the link; the peer resyncs.
             let serial = link.serial;
@@ -359,6 +364,10 @@ mod tests {
         })
     }
 
+    fn info() -> Message {
+        Message::LearnerInfo { accepted_epoch: 1, last_zxid: 5, snapshot_zxid: 0, observer: false }
+    }
+
     async fn next(rx: &mut mpsc::UnboundedReceiver<Inbound>) -> Inbound {
         tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a message in time").unwrap()
     }
@@ -382,10 +391,17 @@ mod tests {
     #[tokio::test]
     async fn quorum_links_are_dialed_on_demand_keep_order_and_report_breaks() {
         let mut e = ensemble(2).await;
-        // The learner (2) writes to the leader (1): a quorum link is dialed.
+        // Without a session nothing is dialed: the message is dropped.
+        e[1].0.send(1, Message::Ack { zxid: 99 });
+        e[0].0.send(2, Message::Commit { zxid: 99 });
+        assert!(tokio::time::timeout(Duration::from_millis(200), e[0].1.recv()).await.is_err());
+        // The learner (2) starts a session with the leader (1): a quorum link is dialed,
+        // and what follows goes on it in order.
+        e[1].0.send(1, info());
         for i in 0..100 {
             e[1].0.send(1, Message::Ack { zxid: i });
         }
+        assert_eq!(next(&mut e[0].1).await, Inbound::Message { from: 2, msg: info() });
         for i in 0..100 {
             assert_eq!(next(&mut e[0].1).await, Inbound::Message { from: 2, msg: Message::Ack { zxid: i } });
         }
@@ -410,7 +426,7 @@ mod tests {
         members.insert(1, MemberAddrs { quorum: "127.0.0.1:1".into(), election: "127.0.0.1:1".into() });
         members.insert(2, MemberAddrs { quorum: q.local_addr().unwrap().to_string(), election: e.local_addr().unwrap().to_string() });
         let (t, mut rx) = Transport::start(2, members, e, q);
-        t.send(1, Message::Ping);
+        t.send(1, info());
         assert_eq!(next(&mut rx).await, Inbound::Disconnected { peer: 1 });
     }
 
@@ -432,7 +448,7 @@ mod tests {
         s.write_all(&[0, 0, 0, 4, 0, 0, 0, 99]).await.unwrap();
         assert_eq!(next(&mut e[0].1).await, Inbound::Disconnected { peer: 2 });
         // Real traffic still flows.
-        e[1].0.send(1, Message::Ack { zxid: 1 });
-        assert_eq!(next(&mut e[0].1).await, Inbound::Message { from: 2, msg: Message::Ack { zxid: 1 } });
+        e[1].0.send(1, info());
+        assert_eq!(next(&mut e[0].1).await, Inbound::Message { from: 2, msg: info() });
     }
 }

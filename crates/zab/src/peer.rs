@@ -230,13 +230,28 @@ pub struct Peer {
     /// The end of our log, for the history a leader starts with.
     tail: LogTail,
     state: State,
+    /// Why the last role ended, for the driver's log.
+    left_because: &'static str,
+    /// LearnerInfos that arrived before we decided to lead (a learner may decide sooner
+    /// than its leader): taken up if we do lead, as ZooKeeper's leader accepts the
+    /// learners' queued connections once it leads.
+    early_learners: BTreeMap<ServerId, Message>,
 }
 
 impl Peer {
     /// A member starting with `disk` (the tree already rebuilt from it): it starts LOOKING.
     pub fn new(s: Settings, disk: DiskState, tail: LogTail, now_ms: u64) -> (Peer, Vec<Action>) {
         let vote = Vote { leader: s.id, zxid: disk.last_zxid, round: 0, peer_epoch: disk.current_epoch };
-        let mut p = Peer { s, disk, round: 0, vote, tail, state: State::Recovering };
+        let mut p = Peer {
+            s,
+            disk,
+            round: 0,
+            vote,
+            tail,
+            state: State::Recovering,
+            left_because: "",
+            early_learners: BTreeMap::new(),
+        };
         let mut out = Vec::new();
         p.start_looking(now_ms, &mut out);
         (p, out)
@@ -244,6 +259,11 @@ impl Peer {
 
     pub fn id(&self) -> ServerId {
         self.s.id
+    }
+
+    /// Why the last role ended (with the last `Recover`), in words.
+    pub fn left_because(&self) -> &'static str {
+        self.left_because
     }
 
     pub fn role(&self) -> Role {
@@ -291,7 +311,7 @@ impl Peer {
     /// Leaves the current role: the driver rebuilds memory from disk and calls
     /// [`Peer::recovered`].
     fn recover(&mut self, why: &'static str, out: &mut Vec<Action>) {
-        let _ = why;
+        self.left_because = why;
         match &self.state {
             State::Following(f) => out.push(Action::Disconnect { peer: f.leader }),
             State::Leading(l) => out.extend(l.learners.keys().map(|&peer| Action::Disconnect { peer })),
@@ -352,6 +372,10 @@ impl Peer {
             next_ping_ms: now_ms + self.s.tick_ms / 2,
             pending_syncs: VecDeque::new(),
         }));
+        // Learners that reached us before we decided.
+        for (from, info) in std::mem::take(&mut self.early_learners) {
+            self.leader_on(from, info, now_ms, out);
+        }
         // A single voter is its own quorum at every step.
         self.try_choose_epoch(out);
         if matches!(&self.state, State::Leading(l) if l.epoch.is_some()) {
@@ -360,6 +384,7 @@ impl Peer {
     }
 
     fn follow(&mut self, leader: ServerId, now_ms: u64, out: &mut Vec<Action>) {
+        self.early_learners.clear();
         let observer = self.is_observer();
         self.state = State::Following(Box::new(Following {
             leader,
@@ -443,6 +468,7 @@ impl Peer {
     /// A connection to `peer` was lost.
     pub fn disconnected(&mut self, peer: ServerId) -> Vec<Action> {
         let mut out = Vec::new();
+        self.early_learners.remove(&peer);
         match &mut self.state {
             State::Following(f) if f.leader == peer => self.recover("lost the leader", &mut out),
             State::Leading(l) => {
@@ -464,6 +490,9 @@ impl Peer {
         match &self.state {
             State::Leading(_) => self.leader_on(from, msg, now_ms, &mut out),
             State::Following(f) if f.leader == from => self.learner_on(msg, now_ms, &mut out),
+            State::Looking(_) | State::Recovering if matches!(msg, Message::LearnerInfo { .. }) => {
+                self.early_learners.insert(from, msg);
+            }
             _ => {} // stale: from an earlier role
         }
         out
@@ -635,6 +664,9 @@ impl Peer {
     /// Discovery step 2: once a quorum (with us) has sent its info, pick the epoch.
     fn try_choose_epoch(&mut self, out: &mut Vec<Action>) {
         let State::Leading(l) = &mut self.state else { unreachable!() };
+        if l.epoch.is_some() {
+            return;
+        }
         let voters_in = l.learners.iter().filter(|(_, x)| !x.observer).map(|(id, _)| id);
         if !self.s.voters.is_quorum(voters_in.chain(std::iter::once(&self.s.id))) {
             return;

@@ -532,3 +532,21 @@ fn two_leaders_cannot_both_be_established_in_one_epoch() {
     p3.on_message(2, Message::Ack { zxid: make_zxid(1, 0) }, 7);
     assert_eq!(p3.role(), Role::Looking, "3 must not be established in epoch 1");
 }
+
+/// Found by the real-process test: a learner may decide to follow us before we decide to
+/// lead; its LearnerInfo must not be lost (ZooKeeper's leader accepts the learners'
+/// queued connections once it leads).
+#[test]
+fn a_learner_info_that_comes_before_we_lead_is_taken_up() {
+    let (mut p, _) = Peer::new(settings(3), disk(1, 1, make_zxid(1, 5)), LogTail::default(), 0);
+    let info = Message::LearnerInfo { accepted_epoch: 1, last_zxid: make_zxid(1, 5), snapshot_zxid: 0, observer: false };
+    assert!(p.on_message(1, info, 1).is_empty(), "still LOOKING");
+    for from in [1, 2] {
+        let vote = Vote { leader: 3, zxid: make_zxid(1, 5), round: 1, peer_epoch: 1 };
+        p.on_message(from, Message::Election(Notification { from, state: PeerState::Looking, vote }), 2);
+    }
+    let out = p.tick(100);
+    // Leading now, with 1's early info: a quorum of infos, so the epoch is chosen at once.
+    assert!(out.contains(&Action::PersistAcceptedEpoch(2)), "{out:?}");
+    assert!(sends(&out).contains(&(1, Message::LeaderInfo { epoch: 2 })), "{out:?}");
+}
