@@ -509,7 +509,7 @@ impl Peer {
 #[test]
 fn two_leaders_cannot_both_be_established_in_one_epoch() {
     let new = |id| Peer::new(settings(id), disk(0, 0, 0), LogTail::default(), 0).0;
-    let (mut p1, mut p2, mut p3) = (new(1), new(2), new(3));
+    let (mut p1, mut p3) = (new(1), new(3));
     p1.force_decide(1, 0);
     p3.force_decide(3, 0);
     let info = |acc| Message::LearnerInfo { accepted_epoch: acc, last_zxid: 0, snapshot_zxid: 0, observer: false };
