@@ -257,3 +257,86 @@ fn a_stopped_minority_is_tolerated_a_stopped_majority_is_not_and_observers_never
     }
     wait_for("four identical trees", Duration::from_secs(30), || all_agree(&members).is_some());
 }
+
+/// How the leader (`leader`) brought member `to` up to date, from its stdout, since line
+/// `from`.
+fn syncs_to(m: &Member, to: u64, from: usize) -> Vec<String> {
+    let prefix = format!("sync to={to} how=");
+    m.seen().lines[from..].iter().filter_map(|l| l.strip_prefix(&prefix).map(|h| h.split(' ').next().unwrap().to_string())).collect()
+}
+
+/// Issue 4 (b): a follower that missed a few writes catches up by DIFF, one that missed
+/// more than the leader's window (500) by SNAP, and a former leader holding an
+/// uncommitted tail is cut back by TRUNC. Every time, all members converge.
+#[test]
+fn restarted_members_catch_up_by_diff_snap_and_trunc() {
+    let root = tempfile::tempdir().unwrap();
+    let mut members = ensemble(root.path(), 3, 0);
+    for m in members.iter_mut() {
+        m.start(1_000_000);
+    }
+    wait_for("a leader", Duration::from_secs(30), || {
+        leader(&members).is_some() && members.iter().filter(|m| m.seen().role.starts_with("following")).count() == 2
+    });
+    let l = leader(&members).unwrap();
+    let f = (0..3).find(|&i| i != l).unwrap();
+    let f_id = members[f].id;
+    wait_for("some writes", Duration::from_secs(10), || members[f].applied() & 0xffff_ffff > 20);
+
+    // DIFF: down for a few writes.
+    members[f].kill();
+    let at = members[l].applied();
+    wait_for("a few writes without it", Duration::from_secs(10), || members[l].applied() > at + 20);
+    let mark = members[l].seen().lines.len();
+    members[f].start(0);
+    wait_for("it to catch up", Duration::from_secs(30), || members[f].applied() >= members[l].applied().min(at + 20));
+    assert_eq!(syncs_to(&members[l], f_id, mark), ["diff"]);
+
+    // SNAP: down for more than the leader's in-memory window.
+    members[f].kill();
+    let at = members[l].applied();
+    wait_for("many writes without it", Duration::from_secs(60), || members[l].applied() > at + 700);
+    let mark = members[l].seen().lines.len();
+    members[f].start(0);
+    wait_for("it to catch up", Duration::from_secs(30), || members[f].applied() > at + 700);
+    assert_eq!(syncs_to(&members[l], f_id, mark), ["snap"]);
+
+    // TRUNC: stop, then kill, both followers; the leader goes on logging proposals nobody
+    // else will have until it notices it lost its quorum. Kill it too, restart the
+    // followers (they elect a new leader without that tail), then bring the old leader
+    // back.
+    let others: Vec<usize> = (0..3).filter(|&i| i != l).collect();
+    let at = members[l].applied();
+    // Stopped first, so they log nothing more while the leader goes on proposing for
+    // syncLimit (what its sockets hold for them dies with them below).
+    for &o in &others {
+        members[o].signal(libc::SIGSTOP);
+    }
+    wait_for("the lone leader to give up", Duration::from_secs(10), || members[l].seen().role.starts_with("looking"));
+    for &o in &others {
+        members[o].kill();
+    }
+    let old_leader_id = members[l].id;
+    members[l].kill();
+    for &o in &others {
+        members[o].start(1_000_000);
+    }
+    wait_for("a new leader", Duration::from_secs(30), || leader(&members).is_some());
+    let n = leader(&members).unwrap();
+    wait_for("writes of the new epoch", Duration::from_secs(10), || members[n].applied() > at && members[n].applied() >> 32 > at >> 32);
+    let mark = members[n].seen().lines.len();
+    members[l].start(0);
+    wait_for("the old leader back as a follower", Duration::from_secs(30), || members[l].seen().role.starts_with("following"));
+    assert_eq!(syncs_to(&members[n], old_leader_id, mark), ["trunc"]);
+    // Converge: stop all writing (restart the two writers without writes, one at a
+    // time) and compare.
+    for &o in &others {
+        members[o].kill();
+        members[o].start(0);
+        wait_for("it back", Duration::from_secs(30), || {
+            let r = members[o].seen().role;
+            r.starts_with("following") || r.starts_with("leading")
+        });
+    }
+    wait_for("three identical trees", Duration::from_secs(60), || all_agree(&members).is_some());
+}

@@ -12,6 +12,7 @@
 //!
 //! ```text
 //! role leading epoch=2 leader=3
+//! sync to=1 how=diff            (or how=trunc / how=snap, with the zxid)
 //! applied zxid=0x200000005 nodes=9 digest=0x5f0c...
 //! ```
 
@@ -162,6 +163,11 @@ fn execute(
 ) -> Result<Vec<Action>, MemberError> {
     Ok(match a {
         Action::Send { to, msg } => {
+            match &msg {
+                Message::Diff { .. } => say(format_args!("sync to={to} how=diff")),
+                Message::Trunc { zxid } => say(format_args!("sync to={to} how=trunc zxid={zxid:#x}")),
+                _ => {}
+            }
             if !matches!(msg, Message::Election(_) | Message::Ping | Message::Proposal { .. } | Message::Ack { .. } | Message::Commit { .. } | Message::Inform { .. } | Message::Snap { .. }) {
                 tracing::debug!(to, ?msg, "sending");
             }
@@ -194,6 +200,7 @@ fn execute(
         }
         Action::SendSnapshot { to } => {
             let zxid = store.tree().last_zxid();
+            say(format_args!("sync to={to} how=snap zxid={zxid:#x}"));
             transport.send(to, Message::Snap { zxid, snapshot: store.snapshot_bytes().into() });
             vec![]
         }
