@@ -163,9 +163,35 @@ pub fn retain(dir: &Path, keep: usize) -> Result<Option<i64>, StorageError> {
     Ok(all.get(cut).map(|(z, _)| *z))
 }
 
+/// Deletes, durably, every snapshot newer than `zxid`: after a leader's snapshot of `zxid`
+/// replaced a diverged history, a newer snapshot of that history must never be loaded
+/// again, not even after a crash (hence the directory `fsync`).
+pub fn remove_newer_than(dir: &Path, zxid: i64) -> Result<(), StorageError> {
+    let newer: Vec<PathBuf> = list(dir)?.into_iter().filter(|(z, _)| *z > zxid).map(|(_, p)| p).collect();
+    for p in &newer {
+        fs::remove_file(p).map_err(|e| StorageError::io("remove", p, e))?;
+    }
+    if !newer.is_empty() {
+        sync_dir(dir)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn newer_snapshots_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        for z in [3, 5, 8] {
+            write(dir.path(), z, body(b"t")).unwrap();
+        }
+        remove_newer_than(dir.path(), 5).unwrap();
+        assert_eq!(list(dir.path()).unwrap().iter().map(|(z, _)| *z).collect::<Vec<_>>(), vec![3, 5]);
+        remove_newer_than(dir.path(), 9).unwrap();
+        assert_eq!(list(dir.path()).unwrap().len(), 2);
+    }
 
     fn body(data: &'static [u8]) -> impl FnOnce(&mut dyn Write) -> io::Result<()> {
         move |w| w.write_all(data)
