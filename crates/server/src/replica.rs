@@ -85,8 +85,7 @@ impl ReplicaStore {
     /// Rebuilds the tree from disk (`Recover`), repairing an interrupted epoch update
     /// first, and describes the disk for Zab.
     pub fn recover(&mut self) -> Result<(DiskState, LogTail), ReplicaError> {
-        let (tree, snapshot_zxid) = durable::newest_snapshot(&self.dirs.snapshots)?;
-        self.tree = durable::replay_log(tree, snapshot_zxid, &self.log)?;
+        let snapshot_zxid = self.rebuild()?;
         let last = self.tree.last_zxid();
         if let Some(e) = self.epochs.repair_interrupted_update(epoch_of(last) as i64)? {
             tracing::warn!(epoch = e, "finished an epoch update a crash interrupted (currentEpoch raised to the log's)");
@@ -146,9 +145,16 @@ impl ReplicaStore {
     /// loaded into memory by recovery).
     pub fn truncate(&mut self, zxid: Zxid) -> Result<(), ReplicaError> {
         self.log.truncate_after(zxid)?;
+        self.rebuild()?;
+        Ok(())
+    }
+
+    /// Loads the tree from disk: the newest snapshot, then the log after it. Returns the
+    /// snapshot's zxid.
+    fn rebuild(&mut self) -> Result<Zxid, ReplicaError> {
         let (tree, snapshot_zxid) = durable::newest_snapshot(&self.dirs.snapshots)?;
         self.tree = durable::replay_log(tree, snapshot_zxid, &self.log)?;
-        Ok(())
+        Ok(snapshot_zxid)
     }
 
     /// The tree as snapshot bytes, for `SendSnapshot`.
@@ -166,11 +172,7 @@ impl ReplicaStore {
             return Err(ReplicaError::BadSnapshot(format!("holds {:#x}, announced {zxid:#x}", tree.last_zxid())));
         }
         snapshot::write(&self.dirs.snapshots, zxid, |w| w.write_all(bytes))?;
-        for (z, path) in snapshot::list(&self.dirs.snapshots)? {
-            if z > zxid {
-                std::fs::remove_file(&path).map_err(|source| ReplicaError::Io { op: "remove", path: path.clone(), source })?;
-            }
-        }
+        snapshot::remove_newer_than(&self.dirs.snapshots, zxid)?;
         self.log.truncate_after(0)?;
         self.tree = tree;
         Ok(())
@@ -222,6 +224,14 @@ mod tests {
         corral_zab::make_zxid(e, c)
     }
 
+    /// A fresh member that has taken epoch 1 as accepted and current.
+    fn in_epoch_1(root: &Path, window: usize) -> ReplicaStore {
+        let (mut s, ..) = ReplicaStore::open(dirs(root), window).unwrap();
+        s.persist_accepted(1).unwrap();
+        s.persist_current(1).unwrap();
+        s
+    }
+
     /// Appends and applies `txns`, as a member does with committed ones.
     fn commit(s: &mut ReplicaStore, txns: &[(Zxid, Txn)]) {
         s.append(txns).unwrap();
@@ -250,9 +260,7 @@ mod tests {
     #[test]
     fn the_tail_holds_the_newest_records_and_the_zxid_before_them() {
         let root = tempfile::tempdir().unwrap();
-        let (mut s, ..) = ReplicaStore::open(dirs(root.path()), 4).unwrap();
-        s.persist_accepted(1).unwrap();
-        s.persist_current(1).unwrap();
+        let mut s = in_epoch_1(root.path(), 4);
         let txns: Vec<_> = (1..=10).map(|c| create(z(1, c), &format!("/n{c}"))).collect();
         commit(&mut s, &txns);
         let (_, tail) = s.recover().unwrap();
@@ -263,9 +271,7 @@ mod tests {
     #[test]
     fn truncate_drops_the_uncommitted_tail_from_disk_and_memory() {
         let root = tempfile::tempdir().unwrap();
-        let (mut s, ..) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
-        s.persist_accepted(1).unwrap();
-        s.persist_current(1).unwrap();
+        let mut s = in_epoch_1(root.path(), 10);
         let txns: Vec<_> = (1..=5).map(|c| create(z(1, c), &format!("/n{c}"))).collect();
         commit(&mut s, &txns[..3]);
         let three = s.tree().digest();
