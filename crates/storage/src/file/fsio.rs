@@ -73,6 +73,17 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
         .map_err(|e| StorageError::io("fsync directory", dir, e))
 }
 
+/// Creates (or empties) the `.tmp` file a segment is built in before its rename.
+pub(super) fn create_tmp(tmp: &Path) -> Result<File, StorageError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(tmp)
+        .map_err(|e| StorageError::io("create", tmp, e))
+}
+
 pub(super) fn tmp_path(path: &Path) -> PathBuf {
     let mut name = path
         .file_name()

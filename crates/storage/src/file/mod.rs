@@ -80,7 +80,7 @@ use crate::{assert_appendable, Log, Record, StorageError};
 pub(crate) mod fsio;
 mod recovery;
 
-use fsio::{cut_file, file_len, preallocate, round_up, sync_dir, tmp_path};
+use fsio::{create_tmp, cut_file, file_len, preallocate, round_up, sync_dir, tmp_path};
 use recovery::{cut_torn_tail, list_segments, read_header, read_written_batch, scan_segment};
 
 const MIB: u64 = 1 << 20;
@@ -534,13 +534,7 @@ impl FileLog {
             path.display()
         );
         let tmp = tmp_path(&path);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&tmp)
-            .map_err(|e| StorageError::io("create", &tmp, e))?;
+        let file = create_tmp(&tmp)?;
         file.write_all_at(&header.encode(), 0)
             .map_err(|e| StorageError::io("write", &tmp, e))?;
         let allocated = round_up(DATA_START, self.options.preallocate_bytes);
@@ -752,13 +746,7 @@ fn cut_segment(
     }
 
     let tmp = tmp_path(&path);
-    let out = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&tmp)
-        .map_err(|e| StorageError::io("create", &tmp, e))?;
+    let out = create_tmp(&tmp)?;
     let mut buf = vec![0u8; CHUNK_BYTES];
     let mut copied = 0;
     while copied < cut {
