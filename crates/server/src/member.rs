@@ -116,8 +116,8 @@ pub async fn run(cfg: Config, opts: MemberOptions) -> Result<(), MemberError> {
         tokio::select! {
             m = inbox.recv() => match m {
                 Some(Inbound::Message { from, msg }) => {
-                    if !matches!(msg, Message::Election(_) | Message::Ping | Message::Proposal { .. } | Message::Ack { .. } | Message::Commit { .. } | Message::Inform { .. }) {
-                        tracing::debug!(from, kind = msg.type_number(), ?msg, "received");
+                    if is_protocol_step(&msg) {
+                        tracing::debug!(from, ?msg, "received");
                     }
                     pending.extend(peer.on_message(from, msg, now_ms()))
                 }
@@ -153,6 +153,22 @@ pub async fn run(cfg: Config, opts: MemberOptions) -> Result<(), MemberError> {
     }
 }
 
+/// Whether a message is one of the few a session's course is read from in a debug log
+/// (discovery and sync), as opposed to the stream of votes, pings, proposals, acks and
+/// commits, or a snapshot's bytes.
+fn is_protocol_step(msg: &Message) -> bool {
+    !matches!(
+        msg,
+        Message::Election(_)
+            | Message::Ping
+            | Message::Proposal { .. }
+            | Message::Ack { .. }
+            | Message::Commit { .. }
+            | Message::Inform { .. }
+            | Message::Snap { .. }
+    )
+}
+
 /// Carries out one action; returns the actions it led to (to run next, first).
 fn execute(
     a: Action,
@@ -168,7 +184,7 @@ fn execute(
                 Message::Trunc { zxid } => say(format_args!("sync to={to} how=trunc zxid={zxid:#x}")),
                 _ => {}
             }
-            if !matches!(msg, Message::Election(_) | Message::Ping | Message::Proposal { .. } | Message::Ack { .. } | Message::Commit { .. } | Message::Inform { .. } | Message::Snap { .. }) {
+            if is_protocol_step(&msg) {
                 tracing::debug!(to, ?msg, "sending");
             }
             transport.send(to, msg);
