@@ -146,17 +146,48 @@ fn all_agree(members: &[Member]) -> Option<(String, String)> {
     same.then_some((first.applied, first.digest))
 }
 
+fn serving(role: &str) -> bool {
+    ["following", "leading", "observing"].iter().any(|r| role.starts_with(r))
+}
+
+/// Starts every member (each proposing `writes` while it leads) and waits for a leader
+/// and two followers; returns the leader's index.
+fn start_and_elect(members: &mut [Member], writes: u64) -> usize {
+    for m in members.iter_mut() {
+        m.start(writes);
+    }
+    wait_for("a leader and two followers", Duration::from_secs(30), || {
+        leader(members).is_some() && members.iter().filter(|m| m.seen().role.starts_with("following")).count() == 2
+    });
+    leader(members).unwrap()
+}
+
+/// Restarts a member without writes and waits until it serves again; on a timeout the
+/// failure shows the end of every member's log.
+fn restart_quietly(m: &mut Member) {
+    m.kill();
+    m.start(0);
+    let start = Instant::now();
+    while !serving(&m.seen().role) {
+        if start.elapsed() > Duration::from_secs(30) {
+            let root = m.dir.parent().unwrap().to_path_buf();
+            let mut logs = String::new();
+            for id in 1..=4 {
+                let log = std::fs::read_to_string(root.join(format!("m{id}/stderr.{id}"))).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(8).collect();
+                logs += &format!("--- member {id}\n{}\n", tail.join("\n"));
+            }
+            panic!("member {} did not come back: {:?}\n{logs}", m.id, m.seen().lines.iter().rev().take(5).collect::<Vec<_>>());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn three_members_elect_replicate_fail_over_and_converge() {
     let root = tempfile::tempdir().unwrap();
     let mut members = ensemble(root.path(), 3, 0);
-    for m in members.iter_mut() {
-        m.start(100);
-    }
-    wait_for("a leader and two followers", Duration::from_secs(30), || {
-        leader(&members).is_some() && members.iter().filter(|m| m.seen().role.starts_with("following")).count() == 2
-    });
-    let first = leader(&members).unwrap();
+    let first = start_and_elect(&mut members, 100);
     let epoch1 = members[first].seen().role;
     // Its 100 writes reach everyone.
     wait_for("the first leader's writes everywhere", Duration::from_secs(30), || {
@@ -235,25 +266,10 @@ fn a_stopped_minority_is_tolerated_a_stopped_majority_is_not_and_observers_never
     wait_for("writes after SIGCONT", Duration::from_secs(30), || {
         leader(&members).is_some_and(|l| members[l].applied() > stuck)
     });
+    // Stop proposing: restart each member without writes, one at a time, keeping a
+    // quorum up, so the trees can settle and be compared.
     for m in members.iter_mut() {
-        // Stop proposing: restart each member without writes, one at a time, keeping a
-        // quorum up, so the trees can settle and be compared.
-        m.kill();
-        m.start(0);
-        let start = Instant::now();
-        while !["following", "leading", "observing"].iter().any(|r| m.seen().role.starts_with(r)) {
-            if start.elapsed() > Duration::from_secs(30) {
-                let root = m.dir.parent().unwrap().to_path_buf();
-                let mut logs = String::new();
-                for id in 1..=4 {
-                    let log = std::fs::read_to_string(root.join(format!("m{id}/stderr.{id}"))).unwrap_or_default();
-                    let tail: Vec<&str> = log.lines().rev().take(8).collect();
-                    logs += &format!("--- member {id}\n{}\n", tail.join("\n"));
-                }
-                panic!("member {} did not come back: {:?}\n{logs}", m.id, m.seen().lines.iter().rev().take(5).collect::<Vec<_>>());
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        restart_quietly(m);
     }
     wait_for("four identical trees", Duration::from_secs(30), || all_agree(&members).is_some());
 }
@@ -272,13 +288,7 @@ fn syncs_to(m: &Member, to: u64, from: usize) -> Vec<String> {
 fn restarted_members_catch_up_by_diff_snap_and_trunc() {
     let root = tempfile::tempdir().unwrap();
     let mut members = ensemble(root.path(), 3, 0);
-    for m in members.iter_mut() {
-        m.start(1_000_000);
-    }
-    wait_for("a leader", Duration::from_secs(30), || {
-        leader(&members).is_some() && members.iter().filter(|m| m.seen().role.starts_with("following")).count() == 2
-    });
-    let l = leader(&members).unwrap();
+    let l = start_and_elect(&mut members, 1_000_000);
     let f = (0..3).find(|&i| i != l).unwrap();
     let f_id = members[f].id;
     wait_for("some writes", Duration::from_secs(10), || members[f].applied() & 0xffff_ffff > 20);
@@ -331,12 +341,7 @@ fn restarted_members_catch_up_by_diff_snap_and_trunc() {
     // Converge: stop all writing (restart the two writers without writes, one at a
     // time) and compare.
     for &o in &others {
-        members[o].kill();
-        members[o].start(0);
-        wait_for("it back", Duration::from_secs(30), || {
-            let r = members[o].seen().role;
-            r.starts_with("following") || r.starts_with("leading")
-        });
+        restart_quietly(&mut members[o]);
     }
     wait_for("three identical trees", Duration::from_secs(60), || all_agree(&members).is_some());
 }
