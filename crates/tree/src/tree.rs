@@ -200,22 +200,14 @@ impl DataTree {
         for (p, acl) in [("/", open), (ZOOKEEPER, open), (QUOTA, open), (CONFIG, read)] {
             // ZooKeeper creates /zookeeper/config with aversion -1.
             let stat = NodeStat { aversion: if p == CONFIG { -1 } else { 0 }, ..NodeStat::default() };
-            t.insert_node(p, Some(&[]), stat, acl).expect("parents come first");
+            let parent = path::parent(p).map_or(NIL, |pp| t.store.lookup(pp).expect("parents come first"));
+            t.insert_under(parent, p, Some(&[]), stat, acl);
         }
         t
     }
 
-    /// Adds a node under its existing parent and keeps the indexes; the caller has
-    /// checked that it does not exist.
-    fn insert_node(&mut self, p: &str, data: Option<&[u8]>, stat: NodeStat, acl: u32) -> Option<u32> {
-        let parent = match path::parent(p) {
-            None => NIL,
-            Some(pp) => self.store.lookup(pp)?,
-        };
-        Some(self.insert_under(parent, p, data, stat, acl))
-    }
-
-    /// [`DataTree::insert_node`] with the parent's id already known.
+    /// Adds node `p` under its parent (id `parent`, [`NIL`] for the root) and keeps the
+    /// indexes; the caller has checked that it does not exist.
     fn insert_under(&mut self, parent: u32, p: &str, data: Option<&[u8]>, stat: NodeStat, acl: u32) -> u32 {
         let id = self.store.insert(parent, path::name(p), data, stat, acl);
         self.data_bytes += (p.len() + data.map_or(0, <[u8]>::len)) as u64;
@@ -388,7 +380,7 @@ impl DataTree {
             aversion: 0,
             ephemeral_owner: c.ephemeral_owner,
         };
-        let id = self.insert_node(&c.path, c.data.as_deref(), stat, acl).expect("parent exists");
+        let id = self.insert_under(parent, &c.path, c.data.as_deref(), stat, acl);
         let p = self.store.slot_mut(parent);
         if c.parent_cversion > p.cversion {
             p.cversion = c.parent_cversion;
