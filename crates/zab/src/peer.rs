@@ -147,7 +147,6 @@ struct Learner {
     last_zxid: Zxid,
     /// It cannot truncate below this.
     snapshot_zxid: Zxid,
-    current_epoch: u32,
     phase: LearnerPhase,
     /// Everything through this zxid is durable on the learner.
     acked: Zxid,
@@ -205,7 +204,8 @@ struct Following {
     /// Durable in our log through this zxid.
     logged: Zxid,
     applied: Zxid,
-    last_heard_ms: u64,
+    /// When we give up on the leader: initLimit from the start, then syncLimit from each
+    /// message once synced.
     deadline_ms: u64,
 }
 
@@ -395,7 +395,6 @@ impl Peer {
             received: self.disk.last_zxid,
             logged: self.disk.last_zxid,
             applied: self.disk.last_zxid,
-            last_heard_ms: now_ms,
             deadline_ms: now_ms + self.s.init_limit as u64 * self.s.tick_ms,
         }));
         out.push(Action::Send {
@@ -541,7 +540,6 @@ impl Peer {
                         accepted_epoch,
                         last_zxid,
                         snapshot_zxid,
-                        current_epoch: 0,
                         phase: LearnerPhase::Info,
                         acked: last_zxid,
                         last_heard_ms: now_ms,
@@ -562,7 +560,6 @@ impl Peer {
                     return;
                 }
                 x.phase = LearnerPhase::EpochAcked;
-                x.current_epoch = current_epoch;
                 x.last_zxid = last_zxid;
                 x.acked = last_zxid;
                 x.fresh = fresh;
@@ -905,7 +902,6 @@ impl Peer {
 
     fn learner_on(&mut self, msg: Message, now_ms: u64, out: &mut Vec<Action>) {
         let State::Following(f) = &mut self.state else { unreachable!() };
-        f.last_heard_ms = now_ms;
         if matches!(f.phase, FollowPhase::Broadcast) {
             f.deadline_ms = now_ms + self.s.sync_limit as u64 * self.s.tick_ms;
         }
