@@ -18,8 +18,8 @@
 
 use crate::config::{Config, Ensemble};
 use crate::quorum::{self, Inbound, Transport};
-use crate::replica::{ReplicaDirs, ReplicaError, ReplicaStore};
-use corral_tree::{encode_entry, CreateTxn, Txn, TxnHeader};
+use crate::replica::{self, ReplicaDirs, ReplicaError, ReplicaStore};
+use corral_tree::{encode_entry, CreateTxn, DataTree, Txn, TxnHeader};
 use corral_zab::election::Timing;
 use corral_zab::message::Message;
 use corral_zab::peer::{Action, Peer, Role, Settings};
@@ -79,7 +79,7 @@ pub async fn run(cfg: Config, opts: MemberOptions) -> Result<(), MemberError> {
         log: crate::log_dir(&cfg),
         snapshots: crate::snapshot_dir(&cfg),
     };
-    let (mut store, disk, tail) = ReplicaStore::open(dirs, HISTORY_WINDOW)?;
+    let (mut store, mut tree, disk, tail) = ReplicaStore::open(dirs, HISTORY_WINDOW)?;
     tracing::info!(zxid = format_args!("{:#x}", disk.last_zxid), accepted = disk.accepted_epoch, current = disk.current_epoch, "member starting");
     let me = ens.me();
     let bind = |port: u16| {
@@ -99,16 +99,16 @@ pub async fn run(cfg: Config, opts: MemberOptions) -> Result<(), MemberError> {
     let mut last_report = Instant::now();
     loop {
         while let Some(a) = pending.pop_front() {
-            let more = execute(a, &mut peer, &mut store, &transport, &mut role)?;
+            let more = execute(a, &mut peer, &mut store, &mut tree, &transport, &mut role)?;
             for m in more.into_iter().rev() {
                 pending.push_front(m);
             }
         }
-        let applied = store.tree().last_zxid();
+        let applied = tree.last_zxid();
         if reported != Some(applied) && last_report.elapsed() >= Duration::from_millis(100) {
             reported = Some(applied);
             last_report = Instant::now();
-            let t = store.tree();
+            let t = &tree;
             say(format_args!("applied zxid={applied:#x} nodes={} digest={:#018x}", t.node_count(), t.digest()));
         }
         let wake_in = peer.next_wakeup_ms().map_or(1000, |w| w.saturating_sub(now_ms()).min(1000));
@@ -148,7 +148,7 @@ pub async fn run(cfg: Config, opts: MemberOptions) -> Result<(), MemberError> {
                 }
             }
             // Re-check the report even when nothing else happens.
-            _ = tokio::time::sleep(Duration::from_millis(150)), if reported != Some(store.tree().last_zxid()) => {}
+            _ = tokio::time::sleep(Duration::from_millis(150)), if reported != Some(tree.last_zxid()) => {}
         }
     }
 }
@@ -174,6 +174,7 @@ fn execute(
     a: Action,
     peer: &mut Peer,
     store: &mut ReplicaStore,
+    tree: &mut DataTree,
     transport: &Transport,
     role: &mut Role,
 ) -> Result<Vec<Action>, MemberError> {
@@ -207,21 +208,21 @@ fn execute(
             peer.logged(through)
         }
         Action::Truncate(z) => {
-            store.truncate(z)?;
+            *tree = store.truncate(z)?;
             vec![]
         }
         Action::InstallSnapshot { zxid, snapshot } => {
-            store.install_snapshot(zxid, &snapshot)?;
+            *tree = store.install_snapshot(zxid, &snapshot)?;
             vec![]
         }
         Action::SendSnapshot { to } => {
-            let zxid = store.tree().last_zxid();
+            let zxid = tree.last_zxid();
             say(format_args!("sync to={to} how=snap zxid={zxid:#x}"));
-            transport.send(to, Message::Snap { zxid, snapshot: store.snapshot_bytes().into() });
+            transport.send(to, Message::Snap { zxid, snapshot: replica::snapshot_bytes(tree).into() });
             vec![]
         }
         Action::Apply(txns) => {
-            store.apply(&txns, &mut Vec::new())?;
+            replica::apply(tree, &txns, &mut Vec::new())?;
             vec![]
         }
         Action::Role(r) => {
@@ -236,7 +237,8 @@ fn execute(
         }
         Action::Recover => {
             tracing::info!(why = peer.left_because(), "leaving the role; rebuilding from disk");
-            let (disk, tail) = store.recover()?;
+            let (fresh, disk, tail) = store.recover()?;
+            *tree = fresh;
             peer.recovered(disk, tail, now_ms())
         }
         Action::Disconnect { peer } => {

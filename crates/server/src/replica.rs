@@ -1,5 +1,7 @@
-//! A Zab member's disk and tree: what the driver does with the storage-touching actions of
-//! `corral_zab::peer` (see the table in that module's docs), in one place.
+//! A Zab member's disk: what the driver does with the storage-touching actions of
+//! `corral_zab::peer` (see the table in that module's docs), in one place. The tree in
+//! memory belongs to the driver; the operations that replace it (recovery, TRUNC, a
+//! snapshot from the leader) return the new one.
 //!
 //! Every method that changes the disk is durable when it returns. Appends are synced one
 //! call at a time here; the ensemble driver will move them onto the log-writer thread for
@@ -53,7 +55,6 @@ pub struct ReplicaStore {
     dirs: ReplicaDirs,
     log: FileLog,
     epochs: EpochFiles,
-    tree: DataTree,
     /// Records kept in the [`LogTail`] handed to Zab.
     history_window: usize,
 }
@@ -62,31 +63,27 @@ impl ReplicaStore {
     /// Opens the member's state: the log (cutting a torn tail), the epochs (finishing an
     /// interrupted update, then checking them against the log) and the tree (newest
     /// snapshot plus the log).
-    pub fn open(dirs: ReplicaDirs, history_window: usize) -> Result<(ReplicaStore, DiskState, LogTail), ReplicaError> {
+    #[allow(clippy::type_complexity)]
+    pub fn open(
+        dirs: ReplicaDirs,
+        history_window: usize,
+    ) -> Result<(ReplicaStore, DataTree, DiskState, LogTail), ReplicaError> {
         for d in [&dirs.data, &dirs.log, &dirs.snapshots] {
             std::fs::create_dir_all(d).map_err(|source| ReplicaError::Io { op: "create", path: d.clone(), source })?;
         }
         let options = FileLogOptions { preallocate_bytes: 16 << 20, ..Default::default() };
         let (log, _) = FileLog::open(&dirs.log, options)?;
         let epochs = EpochFiles::open(&dirs.data)?;
-        let mut store = ReplicaStore { dirs, log, epochs, tree: DataTree::new(), history_window };
-        let (disk, tail) = store.recover()?;
-        Ok((store, disk, tail))
-    }
-
-    pub fn tree(&self) -> &DataTree {
-        &self.tree
-    }
-
-    pub fn tree_mut(&mut self) -> &mut DataTree {
-        &mut self.tree
+        let mut store = ReplicaStore { dirs, log, epochs, history_window };
+        let (tree, disk, tail) = store.recover()?;
+        Ok((store, tree, disk, tail))
     }
 
     /// Rebuilds the tree from disk (`Recover`), repairing an interrupted epoch update
     /// first, and describes the disk for Zab.
-    pub fn recover(&mut self) -> Result<(DiskState, LogTail), ReplicaError> {
-        let snapshot_zxid = self.rebuild()?;
-        let last = self.tree.last_zxid();
+    pub fn recover(&mut self) -> Result<(DataTree, DiskState, LogTail), ReplicaError> {
+        let (tree, snapshot_zxid) = self.rebuild()?;
+        let last = tree.last_zxid();
         if let Some(e) = self.epochs.repair_interrupted_update(epoch_of(last) as i64)? {
             tracing::warn!(epoch = e, "finished an epoch update a crash interrupted (currentEpoch raised to the log's)");
         }
@@ -99,7 +96,7 @@ impl ReplicaStore {
             snapshot_zxid,
             trusted: true,
         };
-        Ok((disk, self.tail(snapshot_zxid)?))
+        Ok((tree, disk, self.tail(snapshot_zxid)?))
     }
 
     /// The newest records of the log after the snapshot, at most `history_window` of them,
@@ -143,30 +140,21 @@ impl ReplicaStore {
 
     /// Cuts the log after `zxid` and rebuilds the tree from disk (what was cut had been
     /// loaded into memory by recovery).
-    pub fn truncate(&mut self, zxid: Zxid) -> Result<(), ReplicaError> {
+    pub fn truncate(&mut self, zxid: Zxid) -> Result<DataTree, ReplicaError> {
         self.log.truncate_after(zxid)?;
-        self.rebuild()?;
-        Ok(())
+        Ok(self.rebuild()?.0)
     }
 
-    /// Loads the tree from disk: the newest snapshot, then the log after it. Returns the
+    /// Loads the tree from disk: the newest snapshot, then the log after it; and the
     /// snapshot's zxid.
-    fn rebuild(&mut self) -> Result<Zxid, ReplicaError> {
+    fn rebuild(&mut self) -> Result<(DataTree, Zxid), ReplicaError> {
         let (tree, snapshot_zxid) = durable::newest_snapshot(&self.dirs.snapshots)?;
-        self.tree = durable::replay_log(tree, snapshot_zxid, &self.log)?;
-        Ok(snapshot_zxid)
-    }
-
-    /// The tree as snapshot bytes, for `SendSnapshot`.
-    pub fn snapshot_bytes(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.tree.write_snapshot(&mut out).expect("writing to a Vec cannot fail");
-        out
+        Ok((durable::replay_log(tree, snapshot_zxid, &self.log)?, snapshot_zxid))
     }
 
     /// Replaces everything with the leader's snapshot of `zxid` (see the module docs for
     /// the order of the steps).
-    pub fn install_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<(), ReplicaError> {
+    pub fn install_snapshot(&mut self, zxid: Zxid, bytes: &[u8]) -> Result<DataTree, ReplicaError> {
         let tree = DataTree::read_snapshot(bytes).map_err(|e| ReplicaError::BadSnapshot(e.to_string()))?;
         if tree.last_zxid() != zxid {
             return Err(ReplicaError::BadSnapshot(format!("holds {:#x}, announced {zxid:#x}", tree.last_zxid())));
@@ -174,28 +162,39 @@ impl ReplicaStore {
         snapshot::write(&self.dirs.snapshots, zxid, |w| w.write_all(bytes))?;
         snapshot::remove_newer_than(&self.dirs.snapshots, zxid)?;
         self.log.truncate_after(0)?;
-        self.tree = tree;
-        Ok(())
+        Ok(tree)
     }
+}
 
-    /// Applies committed transactions, in order.
-    pub fn apply(
-        &mut self,
-        txns: &[(Zxid, Txn)],
-        events: &mut Vec<WatchEvent>,
-    ) -> Result<Vec<(TxnHeader, TxnResult)>, ReplicaError> {
-        let mut results = Vec::with_capacity(txns.len());
-        for (zxid, bytes) in txns {
-            let (hdr, txn) =
-                decode_entry(bytes).map_err(|e| ReplicaError::BadTxn { zxid: *zxid, reason: e.to_string() })?;
-            if hdr.zxid != *zxid {
-                return Err(ReplicaError::BadTxn { zxid: *zxid, reason: format!("its header says {:#x}", hdr.zxid) });
-            }
-            let result = self.tree.apply(&hdr, txn, events);
-            results.push((hdr, result));
-        }
-        Ok(results)
+/// The tree as snapshot bytes, for `SendSnapshot`.
+pub fn snapshot_bytes(tree: &DataTree) -> Vec<u8> {
+    let mut out = Vec::new();
+    tree.write_snapshot(&mut out).expect("writing to a Vec cannot fail");
+    out
+}
+
+/// A committed transaction's header and body, checked against the zxid Zab gave it.
+pub fn decode_committed(zxid: Zxid, bytes: &[u8]) -> Result<(TxnHeader, corral_tree::Txn), ReplicaError> {
+    let (hdr, txn) = decode_entry(bytes).map_err(|e| ReplicaError::BadTxn { zxid, reason: e.to_string() })?;
+    if hdr.zxid != zxid {
+        return Err(ReplicaError::BadTxn { zxid, reason: format!("its header says {:#x}", hdr.zxid) });
     }
+    Ok((hdr, txn))
+}
+
+/// Applies committed transactions to `tree`, in order.
+pub fn apply(
+    tree: &mut DataTree,
+    txns: &[(Zxid, Txn)],
+    events: &mut Vec<WatchEvent>,
+) -> Result<Vec<(TxnHeader, TxnResult)>, ReplicaError> {
+    let mut results = Vec::with_capacity(txns.len());
+    for (zxid, bytes) in txns {
+        let (hdr, txn) = decode_committed(*zxid, bytes)?;
+        let result = tree.apply(&hdr, txn, events);
+        results.push((hdr, result));
+    }
+    Ok(results)
 }
 
 #[cfg(test)]
@@ -225,34 +224,34 @@ mod tests {
     }
 
     /// A fresh member that has taken epoch 1 as accepted and current.
-    fn in_epoch_1(root: &Path, window: usize) -> ReplicaStore {
-        let (mut s, ..) = ReplicaStore::open(dirs(root), window).unwrap();
+    fn in_epoch_1(root: &Path, window: usize) -> (ReplicaStore, DataTree) {
+        let (mut s, tree, ..) = ReplicaStore::open(dirs(root), window).unwrap();
         s.persist_accepted(1).unwrap();
         s.persist_current(1).unwrap();
-        s
+        (s, tree)
     }
 
     /// Appends and applies `txns`, as a member does with committed ones.
-    fn commit(s: &mut ReplicaStore, txns: &[(Zxid, Txn)]) {
+    fn commit(s: &mut ReplicaStore, tree: &mut DataTree, txns: &[(Zxid, Txn)]) {
         s.append(txns).unwrap();
-        s.apply(txns, &mut Vec::new()).unwrap();
+        apply(tree, txns, &mut Vec::new()).unwrap();
     }
 
     #[test]
     fn a_fresh_member_and_what_survives_a_reopen() {
         let root = tempfile::tempdir().unwrap();
-        let (mut s, disk, tail) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
+        let (mut s, mut tree, disk, tail) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
         assert_eq!(disk, DiskState { accepted_epoch: 0, current_epoch: 0, last_zxid: 0, snapshot_zxid: 0, trusted: true });
         assert!(tail.txns.is_empty());
         s.persist_accepted(1).unwrap();
         s.persist_current(1).unwrap();
         let txns: Vec<_> = (1..=3).map(|c| create(z(1, c), &format!("/n{c}"))).collect();
-        commit(&mut s, &txns);
-        let digest = s.tree().digest();
+        commit(&mut s, &mut tree, &txns);
+        let digest = tree.digest();
         drop(s);
-        let (s, disk, tail) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
+        let (_, tree, disk, tail) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
         assert_eq!((disk.accepted_epoch, disk.current_epoch, disk.last_zxid), (1, 1, z(1, 3)));
-        assert_eq!(s.tree().digest(), digest);
+        assert_eq!(tree.digest(), digest);
         assert_eq!(tail.base, 0);
         assert_eq!(tail.txns, txns);
     }
@@ -260,10 +259,10 @@ mod tests {
     #[test]
     fn the_tail_holds_the_newest_records_and_the_zxid_before_them() {
         let root = tempfile::tempdir().unwrap();
-        let mut s = in_epoch_1(root.path(), 4);
+        let (mut s, mut tree) = in_epoch_1(root.path(), 4);
         let txns: Vec<_> = (1..=10).map(|c| create(z(1, c), &format!("/n{c}"))).collect();
-        commit(&mut s, &txns);
-        let (_, tail) = s.recover().unwrap();
+        commit(&mut s, &mut tree, &txns);
+        let (_, _, tail) = s.recover().unwrap();
         assert_eq!(tail.base, z(1, 6));
         assert_eq!(tail.txns, txns[6..].to_vec());
     }
@@ -271,50 +270,50 @@ mod tests {
     #[test]
     fn truncate_drops_the_uncommitted_tail_from_disk_and_memory() {
         let root = tempfile::tempdir().unwrap();
-        let mut s = in_epoch_1(root.path(), 10);
+        let (mut s, mut tree) = in_epoch_1(root.path(), 10);
         let txns: Vec<_> = (1..=5).map(|c| create(z(1, c), &format!("/n{c}"))).collect();
-        commit(&mut s, &txns[..3]);
-        let three = s.tree().digest();
-        commit(&mut s, &txns[3..]);
-        s.truncate(z(1, 3)).unwrap();
-        assert_eq!(s.tree().digest(), three);
-        assert!(s.tree().get("/n4").is_none());
+        commit(&mut s, &mut tree, &txns[..3]);
+        let three = tree.digest();
+        commit(&mut s, &mut tree, &txns[3..]);
+        let tree = s.truncate(z(1, 3)).unwrap();
+        assert_eq!(tree.digest(), three);
+        assert!(tree.get("/n4").is_none());
         drop(s);
-        let (s, disk, _) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
+        let (_, tree, disk, _) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
         assert_eq!(disk.last_zxid, z(1, 3));
-        assert_eq!(s.tree().digest(), three);
+        assert_eq!(tree.digest(), three);
     }
 
     #[test]
     fn a_snapshot_from_the_leader_replaces_a_diverged_history() {
         // The leader's state.
         let lroot = tempfile::tempdir().unwrap();
-        let (mut leader, ..) = ReplicaStore::open(dirs(lroot.path()), 10).unwrap();
-        commit(&mut leader, &[create(z(1, 1), "/a"), create(z(1, 2), "/b")]);
-        let bytes = leader.snapshot_bytes();
+        let (mut leader, mut leader_tree, ..) = ReplicaStore::open(dirs(lroot.path()), 10).unwrap();
+        commit(&mut leader, &mut leader_tree, &[create(z(1, 1), "/a"), create(z(1, 2), "/b")]);
+        let bytes = snapshot_bytes(&leader_tree);
         // A member holding a diverged history, including a snapshot newer than the leader's.
         let root = tempfile::tempdir().unwrap();
-        let (mut s, ..) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
-        commit(&mut s, &[create(z(1, 1), "/a"), create(z(1, 2), "/x"), create(z(1, 3), "/y")]);
-        let own = s.snapshot_bytes();
+        let (mut s, mut tree, ..) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
+        commit(&mut s, &mut tree, &[create(z(1, 1), "/a"), create(z(1, 2), "/x"), create(z(1, 3), "/y")]);
+        let own = snapshot_bytes(&tree);
         snapshot::write(&dirs(root.path()).snapshots, z(1, 3), |w| w.write_all(&own)).unwrap();
-        commit(&mut s, &[create(z(1, 4), "/z")]);
+        commit(&mut s, &mut tree, &[create(z(1, 4), "/z")]);
         // A snapshot that does not decode, or holds another zxid, changes nothing.
         assert!(matches!(s.install_snapshot(z(1, 2), &bytes[..10]), Err(ReplicaError::BadSnapshot(_))));
         assert!(matches!(s.install_snapshot(z(1, 9), &bytes), Err(ReplicaError::BadSnapshot(_))));
-        assert!(s.tree().get("/z").is_some());
-        s.install_snapshot(z(1, 2), &bytes).unwrap();
-        assert_eq!(s.tree().digest(), leader.tree().digest());
+        assert!(tree.get("/z").is_some());
+        let mut tree = s.install_snapshot(z(1, 2), &bytes).unwrap();
+        assert_eq!(tree.digest(), leader_tree.digest());
         // NEWLEADER: the epoch, then what follows the snapshot is appended after it.
         s.persist_accepted(2).unwrap();
         s.persist_current(2).unwrap();
-        commit(&mut s, &[create(z(2, 1), "/c")]);
-        let digest = s.tree().digest();
+        commit(&mut s, &mut tree, &[create(z(2, 1), "/c")]);
+        let digest = tree.digest();
         drop(s);
-        let (s, disk, _) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
-        assert_eq!(s.tree().digest(), digest, "the stale snapshot of (1,3) must not come back");
+        let (_, tree, disk, _) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
+        assert_eq!(tree.digest(), digest, "the stale snapshot of (1,3) must not come back");
         assert_eq!((disk.last_zxid, disk.snapshot_zxid), (z(2, 1), z(1, 2)));
-        assert!(s.tree().get("/x").is_none() && s.tree().get("/c").is_some());
+        assert!(tree.get("/x").is_none() && tree.get("/c").is_some());
     }
 
     /// ZOOKEEPER-1653 end to end on disk: synced history of epoch 2 logged, then a crash
@@ -322,14 +321,14 @@ mod tests {
     #[test]
     fn an_interrupted_epoch_update_does_not_keep_the_member_down() {
         let root = tempfile::tempdir().unwrap();
-        let (mut s, ..) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
+        let (mut s, mut tree, ..) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
         s.persist_accepted(3).unwrap();
         s.persist_current(1).unwrap();
-        commit(&mut s, &[create(z(1, 1), "/a")]);
+        commit(&mut s, &mut tree, &[create(z(1, 1), "/a")]);
         s.begin_epoch_update().unwrap();
         s.append(&[create(z(2, 1), "/b")]).unwrap();
         drop(s); // the crash
-        let (_, disk, _) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
+        let (_, _, disk, _) = ReplicaStore::open(dirs(root.path()), 10).unwrap();
         assert_eq!((disk.accepted_epoch, disk.current_epoch, disk.last_zxid), (3, 2, z(2, 1)));
         // Without the marker the same disk is refused, naming the problem.
         let root = tempfile::tempdir().unwrap();
