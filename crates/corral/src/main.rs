@@ -153,7 +153,7 @@ fn server(args: ServerArgs) -> ExitCode {
                 return ExitCode::from(1);
             }
         };
-        tracing::info!(addr = %server.local_addr(), "corral standalone server listening");
+        tracing::info!(addr = %server.local_addr(), "corral server listening");
         tokio::select! {
             _ = server.run() => {}
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),

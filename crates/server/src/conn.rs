@@ -27,6 +27,9 @@ use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 /// connection at 1000 outstanding requests too).
 pub const MAX_IN_FLIGHT: usize = 1000;
 
+/// A request header: xid and opcode.
+const REQUEST_HEADER_BYTES: usize = 8;
+
 /// State a connection task shares with the core.
 pub struct Shared {
     /// The instant `last_heard_ms` counts from.
@@ -192,8 +195,10 @@ async fn run(
             let hdr = RequestHeader::decode(&mut r).map_err(|e| ConnError::Decode("request header", e))?;
             let req = Request::decode(hdr.op, &mut r);
             let unknown = matches!(req, Err(corral_proto::DecodeError::UnknownOp(_)));
+            // The body after the header, kept (without a copy) for a learner to forward.
+            let raw = body.freeze().slice(REQUEST_HEADER_BYTES..);
             shared.in_flight.acquire().await.map_err(|_| ConnError::CoreGone)?.forget();
-            core.send(Msg::Request { conn, xid: hdr.xid, op: hdr.op, req }).await.map_err(|_| ConnError::CoreGone)?;
+            core.send(Msg::Request { conn, xid: hdr.xid, op: hdr.op, req, raw }).await.map_err(|_| ConnError::CoreGone)?;
             if unknown {
                 // The core answers and closes; read no further from this stream.
                 std::future::pending::<()>().await;

@@ -22,7 +22,7 @@ use corral_proto::{
     ClientInfo, ConnectRequest, ConnectResponse, DecodeError, ErrorCode, Id, KeeperState, OpCode, Writer,
 
 };
-use corral_tree::{acl, encode_entry, read, Caller, DataTree, Outstanding, Prep, Settings, Txn, TxnHeader, TxnResult, WatchEvent};
+use corral_tree::{acl, encode_entry, read, Caller, Changes, DataTree, Outstanding, Prep, Settings, Txn, TxnHeader, TxnResult, WatchEvent};
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
@@ -49,15 +49,17 @@ pub trait TxnLog: Send {
 }
 
 /// A request waiting for the session's earlier writes.
-struct Queued {
-    conn: ConnId,
-    xid: i32,
-    op: i32,
-    req: Result<Request, DecodeError>,
+pub(crate) struct Queued {
+    pub conn: ConnId,
+    pub xid: i32,
+    pub op: i32,
+    pub req: Result<Request, DecodeError>,
+    /// The request's body as it arrived, for an ensemble learner to forward a write.
+    pub raw: bytes::Bytes,
 }
 
 /// What to do once a proposed transaction is applied.
-enum Done {
+pub(crate) enum Done {
     Nothing,
     /// Answer a client's write; `req` shapes the body.
     Reply { conn: ConnId, xid: i32, req: Option<Request> },
@@ -68,10 +70,28 @@ enum Done {
 }
 
 /// A transaction between prep and apply.
-struct Proposed {
+pub(crate) struct Proposed {
     hdr: TxnHeader,
     txn: Txn,
     done: Done,
+}
+
+impl Proposed {
+    pub(crate) fn zxid(&self) -> i64 {
+        self.hdr.zxid
+    }
+
+    pub(crate) fn into_parts(self) -> (TxnHeader, Txn, Done) {
+        (self.hdr, self.txn, self.done)
+    }
+}
+
+/// How transactions become durable and ordered.
+pub(crate) enum Repl {
+    /// Standalone: our own log; zxids are ours to give.
+    Standalone { log: Box<dyn TxnLog>, last_proposed: i64 },
+    /// An ensemble member: Zab orders and commits them (see `crate::ensemble`).
+    Member(Box<crate::ensemble::Member>),
 }
 
 /// The core's answer to a handshake.
@@ -98,7 +118,7 @@ pub enum Msg {
     },
     /// A request after the handshake; a body that did not decode is answered with
     /// MarshallingError, as ZooKeeper does.
-    Request { conn: ConnId, xid: i32, op: i32, req: Result<Request, DecodeError> },
+    Request { conn: ConnId, xid: i32, op: i32, req: Result<Request, DecodeError>, raw: bytes::Bytes },
     /// The connection is gone (EOF, error, or closed by us).
     Closed { conn: ConnId },
     /// A four-letter word, answered with its text.
@@ -118,12 +138,39 @@ pub(crate) struct Session {
     /// When the session expires unless its connection is heard from again.
     pub expires_at: Instant,
     /// Writes of this session proposed and not yet applied.
-    pending_writes: usize,
+    pub(crate) pending_writes: usize,
     /// Requests that must wait for those writes (reads, and anything after them).
     queue: VecDeque<Queued>,
     /// Its closeSession is proposed: it takes no more requests and cannot be resumed,
     /// but its watches still hear of the changes applied before the close.
-    closing: bool,
+    pub(crate) closing: bool,
+    /// On an ensemble learner: what to do when each write this session forwarded to the
+    /// leader comes back applied, by cxid, in the order they were forwarded.
+    pub(crate) forwarded: VecDeque<(i32, Done)>,
+}
+
+impl Session {
+    pub(crate) fn new(passwd: Vec<u8>, timeout_ms: i32, conn: Option<ConnId>, ids: Arc<Vec<Id>>) -> Session {
+        Session {
+            passwd,
+            timeout_ms,
+            conn,
+            ids,
+            expires_at: Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64),
+            pending_writes: 0,
+            queue: VecDeque::new(),
+            closing: false,
+            forwarded: VecDeque::new(),
+        }
+    }
+
+    /// Forgets what the session's connection had in flight (it is being closed).
+    pub(crate) fn reset(&mut self) {
+        self.pending_writes = 0;
+        self.queue.clear();
+        self.forwarded.clear();
+        self.closing = false;
+    }
 }
 
 /// Per-connection figures reported by `cons` / `stat`.
@@ -179,13 +226,12 @@ pub(crate) struct Conn {
 pub struct Core {
     pub(crate) cfg: Arc<Config>,
     pub(crate) tree: DataTree,
-    log: Box<dyn TxnLog>,
+    /// Where transactions go: a log of our own, or the ensemble.
+    pub(crate) repl: Repl,
     /// Changes of proposed, unapplied transactions, for prep to see.
-    outstanding: Outstanding,
+    pub(crate) outstanding: Outstanding,
     /// Proposed transactions in zxid order.
-    proposed: VecDeque<Proposed>,
-    /// The zxid of the last proposed transaction.
-    last_proposed: i64,
+    pub(crate) proposed: VecDeque<Proposed>,
     /// Where to ask for snapshots, and after how many more applied transactions.
     snapshots: Option<std::sync::mpsc::Sender<i64>>,
     until_snapshot: u64,
@@ -193,7 +239,7 @@ pub struct Core {
     log_failed: bool,
     pub(crate) sessions: HashMap<i64, Session>,
     pub(crate) conns: HashMap<ConnId, Conn>,
-    next_session: i64,
+    pub(crate) next_session: i64,
     pub(crate) started: Instant,
     pub(crate) packets_received: u64,
     pub(crate) packets_sent: u64,
@@ -201,13 +247,24 @@ pub struct Core {
     pub(crate) auth_failed: u64,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-/// The server id in the top byte of session ids (ZooKeeper's standalone server uses 0;
-/// we use 1 so that ids never collide with the container / TTL owner markers).
+/// The server id in the top byte of a standalone server's session ids (ZooKeeper's
+/// standalone server uses 0; we use 1 so that ids never collide with the container / TTL
+/// owner markers). An ensemble member uses its `myid`.
 const SERVER_ID: i64 = 1;
+
+/// The first session id a server hands out: ZooKeeper's scheme (the time in the middle
+/// bits, the server id in the top byte), and past every id of ours already in the tree, so
+/// ids stay unique across restarts and servers.
+pub(crate) fn first_session_id(server_id: i64, tree: &DataTree) -> i64 {
+    let top = server_id << 56;
+    let fresh = (((now_ms() << 24) as u64) >> 8) as i64 | top;
+    let mask = 0xffi64 << 56;
+    tree.sessions().keys().filter(|id| *id & mask == top).map(|id| id + 1).fold(fresh, i64::max)
+}
 
 impl Core {
     pub fn new(cfg: Arc<Config>, log: Box<dyn TxnLog>) -> Core {
@@ -217,35 +274,18 @@ impl Core {
     /// A core serving a tree recovered from disk. Its sessions come back without a
     /// connection and expire after their timeout unless their clients reconnect.
     pub fn recovered(cfg: Arc<Config>, log: Box<dyn TxnLog>, tree: DataTree) -> Core {
-        // ZooKeeper's scheme: time in the middle bits, server id in the top byte, so ids
-        // stay unique across restarts and servers.
-        let fresh = (((now_ms() << 24) as u64) >> 8) as i64 | (SERVER_ID << 56);
-        let next_session = tree.sessions().keys().map(|id| id + 1).fold(fresh, i64::max);
-        let now = Instant::now();
-        let sessions = tree
-            .sessions()
-            .iter()
-            .map(|(id, info)| {
-                let s = Session {
-                    passwd: info.passwd.clone(),
-                    timeout_ms: info.timeout_ms,
-                    conn: None,
-                    ids: Arc::new(Vec::new()),
-                    expires_at: now + Duration::from_millis(info.timeout_ms.max(0) as u64),
-                    pending_writes: 0,
-                    queue: VecDeque::new(),
-                    closing: false,
-                };
-                (*id, s)
-            })
-            .collect();
+        Core::with_repl(cfg, Repl::Standalone { log, last_proposed: 0 }, tree, SERVER_ID)
+    }
+
+    pub(crate) fn with_repl(cfg: Arc<Config>, repl: Repl, tree: DataTree, server_id: i64) -> Core {
+        let next_session = first_session_id(server_id, &tree);
+        let sessions = sessions_of(&tree);
         Core {
             cfg,
             tree,
-            log,
+            repl,
             outstanding: Outstanding::default(),
             proposed: VecDeque::new(),
-            last_proposed: 0,
             snapshots: None,
             until_snapshot: u64::MAX,
             log_failed: false,
@@ -306,7 +346,7 @@ impl Core {
                 self.conns.insert(conn, Conn { addr, session: None, out: None, shared, stats });
             }
             Msg::Connect { conn, addr, req, out, reply } => self.connect(conn, addr, req, out, reply),
-            Msg::Request { conn, xid, op, req } => self.request(conn, xid, op, req),
+            Msg::Request { conn, xid, op, req, raw } => self.request(conn, xid, op, req, raw),
             Msg::Closed { conn } => self.closed(conn),
             Msg::FourLetter { cmd, reply } => {
                 let _ = reply.send(fourlw::answer(self, &cmd));
@@ -314,27 +354,91 @@ impl Core {
         }
     }
 
-    /// Gives a prepped transaction the next zxid and sends it to the log; `done` runs
-    /// once it is durable and applied.
-    fn propose(&mut self, session: i64, cxid: i32, txn: Txn, done: Done) -> i64 {
-        self.last_proposed = self.last_proposed.max(self.tree.last_zxid()) + 1;
-        let hdr = TxnHeader { session, cxid, zxid: self.last_proposed, time_ms: now_ms() };
-        self.log.submit(hdr.zxid, encode_entry(&hdr, &txn));
+    /// Gives a prepped transaction the next zxid and sends it to the log (standalone) or
+    /// proposes it to the ensemble (leader); `done` runs once it is committed and applied.
+    /// `None` when it cannot be proposed (a leader whose epoch is ending): `done` is
+    /// failed, so its client sees connection loss.
+    pub(crate) fn propose(&mut self, session: i64, cxid: i32, txn: Txn, done: Done) -> Option<i64> {
+        let time_ms = now_ms();
+        let hdr = match &mut self.repl {
+            Repl::Standalone { log, last_proposed } => {
+                *last_proposed = (*last_proposed).max(self.tree.last_zxid()) + 1;
+                let hdr = TxnHeader { session, cxid, zxid: *last_proposed, time_ms };
+                log.submit(hdr.zxid, encode_entry(&hdr, &txn));
+                hdr
+            }
+            Repl::Member(m) => {
+                let proposed = m.peer.next_zxid().and_then(|zxid| {
+                    let hdr = TxnHeader { session, cxid, zxid, time_ms };
+                    let (z, actions) = m.peer.propose(encode_entry(&hdr, &txn).into()).ok()?;
+                    assert_eq!(z, zxid, "the zxid the peer announced");
+                    m.actions.extend(actions);
+                    Some(hdr)
+                });
+                let Some(hdr) = proposed else {
+                    self.fail(done);
+                    return None;
+                };
+                hdr
+            }
+        };
         self.proposed.push_back(Proposed { hdr, txn, done });
-        hdr.zxid
+        Some(hdr.zxid)
     }
 
     /// Applies, in order, every proposed transaction the log has made durable.
     fn on_durable(&mut self, through: i64) {
         while self.proposed.front().is_some_and(|p| p.hdr.zxid <= through) {
             let Proposed { hdr, txn, done } = self.proposed.pop_front().expect("checked");
-            let mut events = Vec::new();
-            let result = self.tree.apply(&hdr, txn, &mut events);
-            self.outstanding.applied(hdr.zxid);
-            self.deliver(&events);
-            self.finish(hdr, result, done);
-            self.until_snapshot = self.until_snapshot.saturating_sub(1);
+            self.apply_one(hdr, txn, done);
         }
+        self.maybe_snapshot();
+    }
+
+    /// Applies one committed transaction: the tree, watch events, the sessions it starts
+    /// or ends, then whatever waits for it.
+    pub(crate) fn apply_one(&mut self, hdr: TxnHeader, txn: Txn, done: Done) {
+        let created = match &txn {
+            Txn::CreateSession { timeout_ms, passwd } => Some((*timeout_ms, passwd.clone())),
+            _ => None,
+        };
+        let closed = matches!(txn, Txn::CloseSession);
+        let mut events = Vec::new();
+        let result = self.tree.apply(&hdr, txn, &mut events);
+        self.outstanding.applied(hdr.zxid);
+        self.deliver(&events);
+        if let Some((timeout_ms, passwd)) = created {
+            // A session another member created (ours are in the table already).
+            self.sessions.entry(hdr.session).or_insert_with(|| Session::new(passwd, timeout_ms, None, Arc::default()));
+        }
+        self.finish(hdr, result, done);
+        if closed {
+            // Ended elsewhere (expired by the leader, or closed through another member):
+            // its connection here, if any, goes too.
+            if let Some(conn) = self.sessions.get(&hdr.session).and_then(|s| s.conn) {
+                self.close_conn(conn, true);
+            }
+            if self.sessions.remove(&hdr.session).is_some() {
+                self.tree.watches.remove_session(hdr.session);
+            }
+        }
+        self.until_snapshot = self.until_snapshot.saturating_sub(1);
+    }
+
+    /// Fails what waited for a transaction that will never be applied here: the client
+    /// sees connection loss (the honest answer for a write whose fate it cannot know).
+    pub(crate) fn fail(&mut self, done: Done) {
+        match done {
+            Done::Nothing => {}
+            Done::Connect { reply, .. } => {
+                let _ = reply.send(Handshake::Refused(None));
+            }
+            Done::Reply { conn, .. } | Done::Close { conn, .. } => self.close_conn(conn, true),
+        }
+    }
+
+    /// Asks for a snapshot once enough transactions were applied since the last.
+    fn maybe_snapshot(&mut self) {
         if self.until_snapshot == 0 {
             if let Some(to) = &self.snapshots {
                 // Everything applied is durable, so the snapshot thread can rebuild it.
@@ -353,13 +457,7 @@ impl Core {
         tracing::error!("writes are refused from now on; reads go on. Fix the disk and restart the server.");
         self.log_failed = true;
         for p in std::mem::take(&mut self.proposed) {
-            match p.done {
-                Done::Nothing => {}
-                Done::Connect { reply, .. } => {
-                    let _ = reply.send(Handshake::Refused(None));
-                }
-                Done::Reply { conn, .. } | Done::Close { conn, .. } => self.close_conn(conn, true),
-            }
+            self.fail(p.done);
         }
         self.outstanding = Outstanding::default();
         for s in self.sessions.values_mut() {
@@ -372,7 +470,7 @@ impl Core {
     }
 
     /// Gives back a connection's permit for one request in flight.
-    fn release(&self, conn: ConnId) {
+    pub(crate) fn release(&self, conn: ConnId) {
         if let Some(c) = self.conns.get(&conn) {
             c.shared.in_flight.add_permits(1);
         }
@@ -413,7 +511,7 @@ impl Core {
     }
 
     /// Runs a session's waiting requests that no longer have to wait.
-    fn drain(&mut self, session: i64) {
+    pub(crate) fn drain(&mut self, session: i64) {
         loop {
             let Some(s) = self.sessions.get_mut(&session) else { return };
             let Some(front) = s.queue.front() else { return };
@@ -438,7 +536,7 @@ impl Core {
         }
     }
 
-    fn send(&mut self, conn: ConnId, frame: Vec<u8>) {
+    pub(crate) fn send(&mut self, conn: ConnId, frame: Vec<u8>) {
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(out) = &c.out else { return };
         c.stats.sent += 1;
@@ -453,7 +551,7 @@ impl Core {
 
     /// Closes a connection: after what is queued (`flush`), or at once. Either way the
     /// connection stops serving its session now, so requests it already sent are dropped.
-    fn close_conn(&mut self, conn: ConnId, flush: bool) {
+    pub(crate) fn close_conn(&mut self, conn: ConnId, flush: bool) {
         self.detach(conn);
         let Some(c) = self.conns.get_mut(&conn) else { return };
         if let Some(out) = c.out.take() {
@@ -481,6 +579,11 @@ impl Core {
     }
 
     fn connect(&mut self, conn: ConnId, addr: SocketAddr, req: ConnectRequest, out: OutTx, reply: oneshot::Sender<Handshake>) {
+        if !self.serving() {
+            // An ensemble member between leaders: the client tries another server.
+            let _ = reply.send(Handshake::Refused(None));
+            return;
+        }
         match self.handshake(conn, addr, req, out) {
             Ok(answer) => {
                 let _ = reply.send(answer);
@@ -494,9 +597,14 @@ impl Core {
                 }
                 let _ = reply.send(Handshake::Refused(None));
             }
-            // A new session: answered once its creation is durable.
+            // A new session: answered once its creation is committed and applied.
             Err((id, timeout_ms, passwd, frame)) => {
-                self.propose(id, 0, Txn::CreateSession { timeout_ms, passwd }, Done::Connect { conn, reply, frame });
+                let done = Done::Connect { conn, reply, frame };
+                if self.is_learner() {
+                    self.forward_create_session(id, timeout_ms, passwd, done);
+                } else {
+                    self.propose(id, 0, Txn::CreateSession { timeout_ms, passwd }, done);
+                }
             }
         }
     }
@@ -545,19 +653,8 @@ impl Core {
             let id = self.next_session;
             self.next_session += 1;
             let passwd: Vec<u8> = (0..16).map(|_| rand::random::<u8>()).collect();
-            self.sessions.insert(
-                id,
-                Session {
-                    passwd: passwd.clone(),
-                    timeout_ms,
-                    conn: Some(conn),
-                    ids: Arc::new(vec![Id::new("ip", &addr.ip().to_string())]),
-                    expires_at: Instant::now() + Duration::from_millis(timeout_ms as u64),
-                    pending_writes: 0,
-                    queue: VecDeque::new(),
-                    closing: false,
-                },
-            );
+            let ids = Arc::new(vec![Id::new("ip", &addr.ip().to_string())]);
+            self.sessions.insert(id, Session::new(passwd, timeout_ms, Some(conn), ids));
             id
         };
         let is_new = req.session_id == 0;
@@ -586,8 +683,9 @@ impl Core {
         self.conns.remove(&conn);
     }
 
-    fn expire_sessions(&mut self, now: Instant) {
-        if self.log_failed {
+    pub(crate) fn expire_sessions(&mut self, now: Instant) {
+        // Only the server that orders writes ends sessions: an ensemble's leader.
+        if self.log_failed || !self.orders_writes() {
             return;
         }
         let conns = &self.conns;
@@ -620,8 +718,8 @@ impl Core {
         self.propose_close(id, 0, Done::Nothing);
     }
 
-    fn reap_containers(&mut self) {
-        if self.log_failed {
+    pub(crate) fn reap_containers(&mut self) {
+        if self.log_failed || !self.orders_writes() {
             return;
         }
         let caller = Caller { session: 0, ids: Arc::new(vec![Id::new("super", "")]) };
@@ -630,8 +728,9 @@ impl Core {
             if let Some(txn) = prep.delete_container(&p) {
                 let changes = prep.into_changes();
                 tracing::debug!(path = %p, "deleting empty container or expired TTL node");
-                let zxid = self.propose(0, 0, txn, Done::Nothing);
-                self.outstanding.record(zxid, changes);
+                if let Some(zxid) = self.propose(0, 0, txn, Done::Nothing) {
+                    self.outstanding.record(zxid, changes);
+                }
             }
         }
     }
@@ -640,7 +739,7 @@ impl Core {
         Settings { extended_types: self.cfg.extended_types_enabled }
     }
 
-    fn request(&mut self, conn: ConnId, xid: i32, op: i32, req: Result<Request, DecodeError>) {
+    fn request(&mut self, conn: ConnId, xid: i32, op: i32, req: Result<Request, DecodeError>, raw: bytes::Bytes) {
         self.packets_received += 1;
         let Some(c) = self.conns.get_mut(&conn) else { return };
         let Some(session) = c.session else {
@@ -666,7 +765,7 @@ impl Core {
             self.release(conn);
             return;
         }
-        let q = Queued { conn, xid, op, req };
+        let q = Queued { conn, xid, op, req, raw };
         // A read waits for the session's writes in flight; anything waits behind what
         // already waits. A write with nothing waiting enters the pipeline at once.
         if !s.queue.is_empty() || (s.pending_writes > 0 && !is_write(op, &q.req)) {
@@ -680,7 +779,12 @@ impl Core {
     /// here for a read, once applied for a write.
     fn process(&mut self, session: i64, q: Queued) {
         let started = Instant::now();
-        let Queued { conn, xid, op, req } = q;
+        if self.is_learner() && is_write(q.op, &q.req) {
+            // The leader preps and orders it; the reply goes out when it comes back.
+            self.forward_write(session, q);
+            return;
+        }
+        let Queued { conn, xid, op, req, raw: _ } = q;
         if self.log_failed && is_write(op, &req) {
             // No write can be recorded: the client sees connection loss.
             self.release(conn);
@@ -732,21 +836,46 @@ impl Core {
     }
 
     /// Proposes the end of a session; later preps see its ephemerals as deleted.
-    fn propose_close(&mut self, session: i64, xid: i32, done: Done) {
+    pub(crate) fn propose_close(&mut self, session: i64, xid: i32, done: Done) {
         let caller = Caller { session, ids: Arc::new(Vec::new()) };
         let mut prep = Prep::with_outstanding(&self.tree, &caller, self.settings(), &self.outstanding);
         let txn = prep.close_session(session);
         let changes = prep.into_changes();
-        let zxid = self.propose(session, xid, txn, done);
-        self.outstanding.record(zxid, changes);
+        if let Some(zxid) = self.propose(session, xid, txn, done) {
+            self.outstanding.record(zxid, changes);
+        }
     }
 
     /// Proposes a client's write; its reply goes out once it is applied.
-    fn propose_write(&mut self, session: i64, conn: ConnId, xid: i32, txn: Txn, req: Option<Request>) -> i64 {
+    fn propose_write(&mut self, session: i64, conn: ConnId, xid: i32, txn: Txn, req: Option<Request>) -> Option<i64> {
+        let zxid = self.propose(session, xid, txn, Done::Reply { conn, xid, req })?;
         if let Some(s) = self.sessions.get_mut(&session) {
             s.pending_writes += 1;
         }
-        self.propose(session, xid, txn, Done::Reply { conn, xid, req })
+        Some(zxid)
+    }
+
+    /// Checks a write against the tree and the writes before it: the transaction, and the
+    /// changes later preps must see (`None` for a refused write, an error transaction).
+    pub(crate) fn prep_write(&self, caller: &Caller, req: &Request) -> (Txn, Option<Changes>) {
+        let mut prep = Prep::with_outstanding(&self.tree, caller, self.settings(), &self.outstanding);
+        let r = match req {
+            Request::Create { op, req } => prep.create(*op, req).map(Txn::Create),
+            Request::Delete { path, version } => prep.delete(path, *version),
+            Request::SetData { path, data, version } => prep.set_data(path, data.as_deref(), *version),
+            Request::SetAcl { path, acl, version } => prep.set_acl(path, acl, *version),
+            Request::Check { path, version } => prep.check(path, *version),
+            Request::Multi(ops) => Ok(prep.multi(ops)),
+            Request::Reconfig => {
+                // A write in ZooKeeper's pipeline: the refusal is an error transaction.
+                Err(if self.cfg.reconfig_enabled { ErrorCode::Unimplemented } else { ErrorCode::ReconfigDisabled })
+            }
+            _ => unreachable!("prep_write of a read"),
+        };
+        match r {
+            Ok(txn) => (txn, Some(prep.into_changes())),
+            Err(e) => (Txn::Error(e), None),
+        }
     }
 
     /// Answers one decoded request: the reply frame and whether to close afterwards, or
@@ -800,24 +929,9 @@ impl Core {
             | Request::SetAcl { .. }
             | Request::Check { .. }
             | Request::Multi(_) => {
-                let (txn, changes) = {
-                    let mut prep = Prep::with_outstanding(&self.tree, caller, self.settings(), &self.outstanding);
-                    let r = match &req {
-                        Request::Create { op, req } => prep.create(*op, req).map(Txn::Create),
-                        Request::Delete { path, version } => prep.delete(path, *version),
-                        Request::SetData { path, data, version } => prep.set_data(path, data.as_deref(), *version),
-                        Request::SetAcl { path, acl, version } => prep.set_acl(path, acl, *version),
-                        Request::Check { path, version } => prep.check(path, *version),
-                        Request::Multi(ops) => Ok(prep.multi(ops)),
-                        _ => unreachable!(),
-                    };
-                    match r {
-                        Ok(txn) => (txn, Some(prep.into_changes())),
-                        Err(e) => (Txn::Error(e), None),
-                    }
-                };
+                let (txn, changes) = self.prep_write(caller, &req);
                 let zxid = self.propose_write(session, conn, xid, txn, Some(req));
-                if let Some(changes) = changes {
+                if let (Some(zxid), Some(changes)) = (zxid, changes) {
                     self.outstanding.record(zxid, changes);
                 }
                 return None;
@@ -862,6 +976,11 @@ impl Core {
                 let results = read::multi_read(&mut self.tree, caller, ops);
                 (answer(xid, last, Ok(results), |w, r| encode::multi_read_body(w, &r)), false)
             }
+            Request::Sync { path } if matches!(self.repl, Repl::Member(_)) => {
+                // Answered once everything the leader committed before now is applied here.
+                self.ensemble_sync(session, conn, xid, path.clone());
+                return None;
+            }
             Request::Sync { path } => (answer(xid, last, Ok(()), |w, _| {
                 w.string(path);
             }), false),
@@ -897,14 +1016,22 @@ impl Core {
                 }), false)
             }
             Request::Reconfig => {
-                // A write in ZooKeeper's pipeline: the refusal is an error transaction.
-                let err = if self.cfg.reconfig_enabled { ErrorCode::Unimplemented } else { ErrorCode::ReconfigDisabled };
-                self.propose_write(session, conn, xid, Txn::Error(err), None);
+                let (txn, _) = self.prep_write(caller, &req);
+                self.propose_write(session, conn, xid, txn, None);
                 return None;
             }
             Request::Sasl => (encode::error(xid, last, ErrorCode::Unimplemented), false),
         })
     }
+}
+
+/// The sessions recorded in `tree`, none of them connected here, each expiring after its
+/// timeout from now unless heard from.
+pub(crate) fn sessions_of(tree: &DataTree) -> HashMap<i64, Session> {
+    tree.sessions()
+        .iter()
+        .map(|(id, info)| (*id, Session::new(info.passwd.clone(), info.timeout_ms, None, Arc::default())))
+        .collect()
 }
 
 /// Whether a request goes through the write pipeline (and so may run ahead of the

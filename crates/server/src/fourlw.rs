@@ -47,7 +47,7 @@ fn server_summary(core: &Core, out: &mut String) {
     let _ = writeln!(out, "Connections: {}", core.conns.len());
     let _ = writeln!(out, "Outstanding: 0");
     let _ = writeln!(out, "Zxid: {:#x}", core.tree.last_zxid());
-    let _ = writeln!(out, "Mode: standalone");
+    let _ = writeln!(out, "Mode: {}", core.mode_name());
     let _ = writeln!(out, "Node count: {}", reported_node_count(core));
 }
 
@@ -141,7 +141,7 @@ pub fn answer(core: &mut Core, cmd: &str) -> String {
             let w = &core.tree.watches;
             let rows: Vec<(&str, String)> = vec![
                 ("zk_version", VERSION.to_string()),
-                ("zk_server_state", "standalone".into()),
+                ("zk_server_state", core.mode_name().into()),
                 ("zk_ephemerals_count", core.tree.ephemeral_count().to_string()),
                 ("zk_num_alive_connections", core.conns.len().to_string()),
                 ("zk_avg_latency", fmt_avg(l.avg())),

@@ -13,18 +13,19 @@
 //! - [`replica`]: a Zab member's disk and tree — the storage side of the Zab actions
 //!   (epochs and their 1653 repair, appends, TRUNC, installing and sending snapshots,
 //!   applying). Not used by the standalone server yet.
+//! - `ensemble`: the client service of an ensemble member, the core running on Zab.
 //! - [`member`]: an ensemble member running Zab alone with no client service
 //!   (`corral zab-member`), to test replication end to end.
 //!
-//! [`Server::bind`] then [`Server::run`] start a standalone server. A `zoo.cfg` that
-//! describes an ensemble is parsed (see [`config`]) but refused by [`Server::bind`]: this
-//! version of Corral has no replication yet.
+//! [`Server::bind`] then [`Server::run`] start a standalone server, or an ensemble member
+//! when `zoo.cfg` describes an ensemble (see [`config`] and docs/zab.md).
 
 pub mod config;
 mod conn;
 pub mod core;
 pub mod durable;
 mod encode;
+mod ensemble;
 mod fourlw;
 pub mod quorum;
 pub mod replica;
@@ -45,10 +46,14 @@ const CORE_QUEUE: usize = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(
-        "ensemble mode ({servers} servers in zoo.cfg) is not supported yet by this version of \
-         Corral; to run standalone, remove the server.N lines (or keep a single participant)"
+        "zoo.cfg describes an ensemble ({servers} servers) but this server's id was not read \
+         (the myid file in dataDir)"
     )]
-    EnsembleUnsupported { servers: usize },
+    NoMyId { servers: usize },
+    #[error("cannot listen for ensemble members on {addr}: {source}")]
+    Peer { addr: String, source: std::io::Error },
+    #[error("cannot open this member's state: {0}")]
+    Replica(#[from] replica::ReplicaError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot create data directory {path}: {source}")]
@@ -63,7 +68,15 @@ pub struct Server {
     cfg: Arc<Config>,
     listener: TcpListener,
     core: Core,
-    durable: mpsc::UnboundedReceiver<i64>,
+    feed: Feed,
+}
+
+/// What drives the core besides its clients.
+enum Feed {
+    /// Standalone: the log writer's "durable through zxid" reports.
+    Durable(mpsc::UnboundedReceiver<i64>),
+    /// An ensemble member: messages from the other members.
+    Quorum(mpsc::UnboundedReceiver<quorum::Inbound>),
 }
 
 /// Where the transaction log lives: `<dataLogDir or dataDir>/log`.
@@ -80,11 +93,26 @@ impl Server {
     /// Recovers the tree from the transaction log, then binds the client port: clients
     /// can connect only once everything acknowledged before is back.
     ///
-    /// Refuses a configuration that describes an ensemble (whether or not `myid` was read)
-    /// before touching the disk, rather than silently running it standalone.
-    pub async fn bind(cfg: Config) -> Result<Server, ServerError> {
+    /// A configuration that describes an ensemble starts a member (its `myid` must have
+    /// been read, see [`Config::load_my_id`]); it is never run standalone by mistake.
+    pub async fn bind(mut cfg: Config) -> Result<Server, ServerError> {
         if cfg.describes_ensemble() || cfg.ensemble.is_some() {
-            return Err(ServerError::EnsembleUnsupported { servers: cfg.servers.len() });
+            let Some(ens) = &cfg.ensemble else { return Err(ServerError::NoMyId { servers: cfg.servers.len() }) };
+            if let Some(client) = ens.me().client.clone() {
+                // `server.N=...;[addr:]port` names this member's client address.
+                cfg.client_port = client.port;
+                if let Some(ip) = client.host.as_deref().and_then(|h| h.parse().ok()) {
+                    cfg.client_port_address = ip;
+                }
+            }
+            let cfg = Arc::new(cfg);
+            for d in [&cfg.data_dir, &log_dir(&cfg), &snapshot_dir(&cfg)] {
+                std::fs::create_dir_all(d).map_err(|source| ServerError::DataDir { path: d.clone(), source })?;
+            }
+            let started = ensemble::start(cfg.clone()).await?;
+            let addr = SocketAddr::new(cfg.client_port_address, cfg.client_port);
+            let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+            return Ok(Server { cfg, listener, core: started.core, feed: Feed::Quorum(started.inbox) });
         }
         let dir = log_dir(&cfg);
         let snap_dir = snapshot_dir(&cfg);
@@ -139,7 +167,7 @@ impl Server {
         let core = Core::recovered(cfg.clone(), Box::new(writer), tree).with_snapshots(snapshotter);
         let addr = SocketAddr::new(cfg.client_port_address, cfg.client_port);
         let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Server { cfg, listener, core, durable })
+        Ok(Server { cfg, listener, core, feed: Feed::Durable(durable) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -149,7 +177,10 @@ impl Server {
     /// Serves clients until the process ends.
     pub async fn run(self) {
         let (tx, rx) = mpsc::channel(CORE_QUEUE);
-        tokio::spawn(self.core.run(rx, self.durable));
+        match self.feed {
+            Feed::Durable(durable) => tokio::spawn(self.core.run(rx, durable)),
+            Feed::Quorum(inbox) => tokio::spawn(self.core.run_member(rx, inbox)),
+        };
         let base = std::time::Instant::now();
         let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
         let mut next_conn = 1u64;
@@ -196,7 +227,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn bind_refuses_an_ensemble_even_before_myid_is_read() {
+    async fn bind_refuses_an_ensemble_whose_myid_was_not_read() {
         let dir = tempfile::tempdir().unwrap();
         let mut cfg = Config::parse(
             "initLimit=5\nsyncLimit=2\nserver.1=zoo1:12888:13888\nserver.2=zoo2:12888:13888\n",
@@ -204,11 +235,9 @@ mod tests {
         .unwrap();
         cfg.data_dir = dir.path().join("data");
         assert!(cfg.ensemble.is_none());
-        let err = Server::bind(cfg).await.err().expect("an ensemble must be refused");
-        assert!(matches!(err, ServerError::EnsembleUnsupported { servers: 2 }), "{err}");
-        assert!(err.to_string().starts_with(
-            "ensemble mode (2 servers in zoo.cfg) is not supported yet by this version of Corral; "
-        ));
+        let err = Server::bind(cfg).await.err().expect("an ensemble without myid must be refused");
+        assert!(matches!(err, ServerError::NoMyId { servers: 2 }), "{err}");
+        assert!(err.to_string().contains("the myid file in dataDir"), "{err}");
         assert!(!dir.path().join("data").exists(), "nothing may be created on disk");
     }
 }

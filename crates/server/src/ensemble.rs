@@ -1,0 +1,638 @@
+//! The client service of an ensemble member: the [`Core`] running on Zab.
+//!
+//! One task owns the core, the [`Peer`], the [`ReplicaStore`] and the [`Transport`], so
+//! client requests and Zab's actions are ordered by a single owner. Each turn of the loop
+//! handles what has arrived (client messages, quorum messages, timers), carries out the
+//! peer's actions in order, and ends with one append and fsync for every transaction
+//! logged in the turn (group commit), reported to the peer with [`Peer::logged`].
+//!
+//! - **Leader.** Preps writes as a standalone server does and proposes them with the zxid
+//!   [`Peer::next_zxid`] announces; a write is answered when Zab's `Apply` reaches it.
+//!   Writes forwarded by learners are prepped the same way, under the forwarding
+//!   session's identities. It alone expires sessions and reaps containers.
+//! - **Follower / observer.** Serves reads from its own tree. Forwards writes,
+//!   `createSession` and `closeSession` to the leader ([`Forward`] inside Zab's REQUEST)
+//!   and answers each when the transaction comes back applied, matched by session and
+//!   cxid; so its clients see a write only once their own server has applied it. Reports
+//!   the sessions its clients are keeping alive to the leader every half tick.
+//! - **Looking.** No client is served: connections are closed and handshakes refused, so
+//!   clients move to a serving member. Sessions live on in the tree and resume anywhere.
+//!
+//! A disk error ends the process: a member that cannot record what it promised must not
+//! go on voting.
+
+use crate::config::Config;
+use crate::core::{ConnId, Core, Done, Msg, Queued, Repl};
+use crate::encode;
+use crate::member::{settings, HISTORY_WINDOW};
+use crate::quorum::{self, Inbound, Transport};
+use crate::replica::{self, ReplicaDirs, ReplicaError, ReplicaStore};
+use crate::ServerError;
+use corral_proto::request::Request;
+use corral_proto::{ErrorCode, Id, OpCode, Reader, Writer};
+use corral_tree::{Caller, DataTree, Txn};
+use corral_zab::message::{Message, Txn as ZabTxn};
+use corral_zab::peer::{Action, Peer, Role};
+use corral_zab::Zxid;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+/// Client messages or quorum messages handled in one turn before the turn's appends are
+/// synced: a bound on how long a turn holds replies back.
+const TURN_MESSAGES: usize = 512;
+
+/// The Zab side of a member, owned by its core.
+pub(crate) struct Member {
+    pub(crate) peer: Peer,
+    store: ReplicaStore,
+    transport: Transport,
+    pub(crate) role: Role,
+    /// Actions of the peer not yet carried out, in order.
+    pub(crate) actions: VecDeque<Action>,
+    /// Transactions to append, synced at the end of the turn.
+    unlogged: Vec<(Zxid, ZabTxn)>,
+    /// Clients' `sync` requests waiting for Zab, by the id given to the peer.
+    syncs: HashMap<u64, PendingSync>,
+    next_sync: u64,
+}
+
+struct PendingSync {
+    session: i64,
+    conn: ConnId,
+    xid: i32,
+    path: String,
+}
+
+/// What a learner's client service asks of the leader's, inside Zab's REQUEST. Its
+/// encoding is Corral's own (jute primitives): only Corral servers speak it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Forward {
+    /// A client's write (or closeSession): the request body as the client sent it, and
+    /// the identities of the session's connection, for ACL checks.
+    Write { session: i64, cxid: i32, op: i32, ids: Vec<Id>, body: Vec<u8> },
+    /// A new session, with the id the learner gave it.
+    CreateSession { session: i64, timeout_ms: i32, passwd: Vec<u8> },
+    /// Sessions whose clients were heard from since the last report.
+    Touch { sessions: Vec<i64> },
+}
+
+impl Forward {
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            Forward::Write { session, cxid, op, ids, body } => {
+                w.i32(1).i64(*session).i32(*cxid).i32(*op);
+                w.vec(ids, |w, id| id.encode(w));
+                w.buffer(body);
+            }
+            Forward::CreateSession { session, timeout_ms, passwd } => {
+                w.i32(2).i64(*session).i32(*timeout_ms).buffer(passwd);
+            }
+            Forward::Touch { sessions } => {
+                w.i32(3).vec(sessions, |w, s| {
+                    w.i64(*s);
+                });
+            }
+        }
+        w.into_inner()
+    }
+
+    pub(crate) fn decode(bytes: &[u8]) -> Result<Forward, corral_proto::DecodeError> {
+        let mut r = Reader::new(bytes);
+        let f = match r.read_i32()? {
+            1 => Forward::Write {
+                session: r.read_i64()?,
+                cxid: r.read_i32()?,
+                op: r.read_i32()?,
+                ids: r.read_vec(Id::decode)?,
+                body: r.read_buffer()?,
+            },
+            2 => Forward::CreateSession { session: r.read_i64()?, timeout_ms: r.read_i32()?, passwd: r.read_buffer()? },
+            3 => Forward::Touch { sessions: r.read_vec(|r| r.read_i64())? },
+            _ => return Err(corral_proto::DecodeError::Invalid("unknown forwarded request kind")),
+        };
+        if r.remaining() != 0 {
+            return Err(corral_proto::DecodeError::Invalid("trailing bytes after a forwarded request"));
+        }
+        Ok(f)
+    }
+}
+
+/// A member ready to run: its core (with the tree recovered from disk) and the quorum
+/// messages it will receive.
+pub(crate) struct Started {
+    pub core: Core,
+    pub inbox: mpsc::UnboundedReceiver<Inbound>,
+}
+
+/// Opens the member's disk, binds its quorum and election ports and starts Zab.
+pub(crate) async fn start(cfg: Arc<Config>) -> Result<Started, ServerError> {
+    let ens = cfg.ensemble.clone().expect("start() is for an ensemble");
+    let dirs =
+        ReplicaDirs { data: cfg.data_dir.clone(), log: crate::log_dir(&cfg), snapshots: crate::snapshot_dir(&cfg) };
+    let started = Instant::now();
+    let (store, tree, disk, tail) = ReplicaStore::open(dirs, HISTORY_WINDOW).map_err(ServerError::Replica)?;
+    crate::durable::release_free_memory();
+    tracing::info!(
+        id = ens.my_id,
+        zxid = format_args!("{:#x}", disk.last_zxid),
+        accepted_epoch = disk.accepted_epoch,
+        current_epoch = disk.current_epoch,
+        nodes = tree.node_count(),
+        sessions = tree.sessions().len(),
+        ms = started.elapsed().as_millis() as u64,
+        "ensemble member recovered from disk"
+    );
+    let me = ens.me();
+    let bind = |port: u16| {
+        let host = me.host.clone();
+        async move {
+            let addr = format!("{host}:{port}");
+            quorum::bind(&host, port).await.map_err(|source| ServerError::Peer { addr, source })
+        }
+    };
+    let (election, quorum_l) = (bind(me.election_port).await?, bind(me.quorum_port).await?);
+    let (transport, inbox) = Transport::start(ens.my_id, quorum::member_addrs(&ens), election, quorum_l);
+    let (peer, actions) = Peer::new(settings(&cfg, &ens), disk, tail, now_ms());
+    let member = Member {
+        peer,
+        store,
+        transport,
+        role: Role::Looking,
+        actions: actions.into(),
+        unlogged: Vec::new(),
+        syncs: HashMap::new(),
+        next_sync: 1,
+    };
+    let core = Core::with_repl(cfg.clone(), Repl::Member(Box::new(member)), tree, ens.my_id as i64);
+    Ok(Started { core, inbox })
+}
+
+fn now_ms() -> u64 {
+    crate::core::now_ms().max(0) as u64
+}
+
+/// The member cannot go on: its disk failed, or the leader sent what it cannot apply.
+fn fatal(e: ReplicaError) -> ! {
+    tracing::error!(error = %e, "stopping: this member cannot keep its promises to the ensemble");
+    eprintln!("corral: stopping: {e}");
+    std::process::exit(3)
+}
+
+impl Core {
+    fn member(&mut self) -> Option<&mut Member> {
+        match &mut self.repl {
+            Repl::Member(m) => Some(m),
+            Repl::Standalone { .. } => None,
+        }
+    }
+
+    /// The Zab role, for a member.
+    pub(crate) fn zab_role(&self) -> Option<Role> {
+        match &self.repl {
+            Repl::Member(m) => Some(m.role),
+            Repl::Standalone { .. } => None,
+        }
+    }
+
+    /// Whether clients are served: always standalone; for a member, once it leads or
+    /// follows an established leader.
+    pub(crate) fn serving(&self) -> bool {
+        !matches!(self.zab_role(), Some(Role::Looking))
+    }
+
+    /// Whether this server decides the order of writes (standalone, or the leader).
+    pub(crate) fn orders_writes(&self) -> bool {
+        matches!(self.zab_role(), None | Some(Role::Leading { .. }))
+    }
+
+    /// Whether writes go to a leader elsewhere.
+    pub(crate) fn is_learner(&self) -> bool {
+        matches!(self.zab_role(), Some(Role::Following { .. } | Role::Observing { .. }))
+    }
+
+    /// The mode 4lw reports: `standalone`, `leader`, `follower`, `observer`, or
+    /// `looking` between leaders.
+    pub(crate) fn mode_name(&self) -> &'static str {
+        match self.zab_role() {
+            None => "standalone",
+            Some(Role::Leading { .. }) => "leader",
+            Some(Role::Following { .. }) => "follower",
+            Some(Role::Observing { .. }) => "observer",
+            Some(Role::Looking) => "looking",
+        }
+    }
+
+    /// Hands Zab a message for the leader, or (not serving any more) closes `conn` so its
+    /// client tries elsewhere. Returns whether it went.
+    fn forward(&mut self, f: Forward, conn: Option<ConnId>) -> bool {
+        let m = self.member().expect("forwarding is for members");
+        match m.peer.forward(f.encode().into()) {
+            Ok(actions) => {
+                m.actions.extend(actions);
+                true
+            }
+            Err(_) => {
+                if let Some(conn) = conn {
+                    self.close_conn(conn, true);
+                }
+                false
+            }
+        }
+    }
+
+    /// A learner's client wrote: the leader preps and orders it; the answer goes out when
+    /// the transaction comes back applied.
+    pub(crate) fn forward_write(&mut self, session: i64, q: Queued) {
+        let Queued { conn, xid, op, req, raw } = q;
+        let Some(s) = self.sessions.get(&session) else {
+            self.release(conn);
+            return;
+        };
+        let ids = s.ids.as_ref().clone();
+        let f = Forward::Write { session, cxid: xid, op, ids, body: raw.to_vec() };
+        if !self.forward(f, Some(conn)) {
+            self.release(conn);
+            return;
+        }
+        let done = if op == OpCode::CloseSession as i32 {
+            // As standalone: the connection takes no more requests; the session ends when
+            // the close is applied.
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.session = None;
+            }
+            Done::Close { conn, xid }
+        } else {
+            Done::Reply { conn, xid, req: req.ok() }
+        };
+        let s = self.sessions.get_mut(&session).expect("looked up above");
+        if matches!(done, Done::Close { .. }) {
+            s.closing = true;
+        } else {
+            s.pending_writes += 1;
+        }
+        s.forwarded.push_back((xid, done));
+    }
+
+    /// A new session on a learner: created by the leader, answered once applied here.
+    pub(crate) fn forward_create_session(&mut self, session: i64, timeout_ms: i32, passwd: Vec<u8>, done: Done) {
+        if self.forward(Forward::CreateSession { session, timeout_ms, passwd }, None) {
+            if let Some(s) = self.sessions.get_mut(&session) {
+                s.forwarded.push_back((0, done));
+                return;
+            }
+        }
+        self.sessions.remove(&session);
+        self.fail(done);
+    }
+
+    /// A client's `sync` on a member: answered once everything the leader committed
+    /// before it is applied here. The session's later reads wait for it.
+    pub(crate) fn ensemble_sync(&mut self, session: i64, conn: ConnId, xid: i32, path: String) {
+        let m = self.member().expect("ensemble_sync is for members");
+        let id = m.next_sync;
+        m.next_sync += 1;
+        match m.peer.sync(id) {
+            Ok(actions) => {
+                m.actions.extend(actions);
+                m.syncs.insert(id, PendingSync { session, conn, xid, path });
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.pending_writes += 1;
+                }
+            }
+            Err(_) => {
+                self.release(conn);
+                self.close_conn(conn, true);
+            }
+        }
+    }
+
+    fn on_synced(&mut self, id: u64) {
+        let Some(p) = self.member().and_then(|m| m.syncs.remove(&id)) else { return };
+        let frame = encode::reply(p.xid, self.tree.last_zxid(), ErrorCode::Ok, |w| {
+            w.string(&p.path);
+        });
+        self.send(p.conn, frame);
+        self.release(p.conn);
+        if let Some(s) = self.sessions.get_mut(&p.session) {
+            s.pending_writes = s.pending_writes.saturating_sub(1);
+        }
+        self.drain(p.session);
+    }
+
+    /// (Leader) a learner's client service asked for something.
+    fn on_forwarded(&mut self, from: u64, body: &[u8]) {
+        let f = match Forward::decode(body) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(from, error = %e, "a forwarded request does not decode; ignored");
+                return;
+            }
+        };
+        let now = Instant::now();
+        match f {
+            Forward::Touch { sessions } => {
+                for id in sessions {
+                    if let Some(s) = self.sessions.get_mut(&id) {
+                        s.expires_at = s.expires_at.max(now + Duration::from_millis(s.timeout_ms.max(0) as u64));
+                    }
+                }
+            }
+            Forward::CreateSession { session, timeout_ms, passwd } => {
+                // In the table now, so the session's first requests find it.
+                self.sessions
+                    .entry(session)
+                    .or_insert_with(|| crate::core::Session::new(passwd.clone(), timeout_ms, None, Arc::default()));
+                self.propose(session, 0, Txn::CreateSession { timeout_ms, passwd }, Done::Nothing);
+            }
+            Forward::Write { session, cxid, op, ids, body } => {
+                let known = self.sessions.get_mut(&session).filter(|s| !s.closing);
+                let Some(s) = known else {
+                    // ZooKeeper's leader answers a request of a session it does not know
+                    // with an error transaction, so the learner's client hears of it.
+                    self.propose(session, cxid, Txn::Error(ErrorCode::SessionExpired), Done::Nothing);
+                    return;
+                };
+                s.expires_at = s.expires_at.max(now + Duration::from_millis(s.timeout_ms.max(0) as u64));
+                if op == OpCode::CloseSession as i32 {
+                    s.closing = true;
+                    self.propose_close(session, cxid, Done::Nothing);
+                    return;
+                }
+                let (txn, changes) = match Request::decode(op, &mut Reader::new(&body)) {
+                    Ok(req) => self.prep_write(&Caller { session, ids: Arc::new(ids) }, &req),
+                    Err(_) => (Txn::Error(ErrorCode::MarshallingError), None),
+                };
+                if let (Some(zxid), Some(changes)) = (self.propose(session, cxid, txn, Done::Nothing), changes) {
+                    self.outstanding.record(zxid, changes);
+                }
+            }
+        }
+    }
+
+    /// (Learner) tells the leader which sessions are alive here: those whose connection
+    /// was heard from within their timeout.
+    fn report_sessions(&mut self) {
+        let now = Instant::now();
+        let alive: Vec<i64> = self
+            .sessions
+            .iter()
+            .filter(|(_, s)| {
+                s.conn.and_then(|c| self.conns.get(&c)).is_some_and(|c| {
+                    c.shared.last_heard() + Duration::from_millis(s.timeout_ms.max(0) as u64) > now
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if !alive.is_empty() {
+            self.forward(Forward::Touch { sessions: alive }, None);
+        }
+    }
+
+    /// Stops serving clients: every connection is closed (its client moves to another
+    /// member), and what was proposed or forwarded is forgotten. Sessions stay in the
+    /// tree and resume on any serving member.
+    fn leave_service(&mut self) {
+        let conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.close_conn(conn, true);
+        }
+        for p in std::mem::take(&mut self.proposed) {
+            self.fail(p.into_parts().2);
+        }
+        self.outstanding = corral_tree::Outstanding::default();
+        let mut dones = Vec::new();
+        for s in self.sessions.values_mut() {
+            dones.extend(s.forwarded.drain(..).map(|(_, d)| d));
+            s.reset();
+        }
+        for d in dones {
+            self.fail(d);
+        }
+        if let Some(m) = self.member() {
+            m.syncs.clear();
+        }
+    }
+
+    /// Serves a tree rebuilt from disk or received from the leader.
+    fn replace_tree(&mut self, tree: DataTree) {
+        self.tree = tree;
+        self.sessions = crate::core::sessions_of(&self.tree);
+        crate::durable::release_free_memory();
+    }
+
+    /// Applies a transaction Zab committed: ours (the leader's, with its reply waiting),
+    /// or one from the leader (perhaps a write a client of ours forwarded).
+    fn apply_committed(&mut self, zxid: Zxid, bytes: &[u8]) {
+        if self.proposed.front().is_some_and(|p| p.zxid() == zxid) {
+            let p = self.proposed.pop_front().expect("checked");
+            let (hdr, txn, done) = p.into_parts();
+            self.apply_one(hdr, txn, done);
+            return;
+        }
+        let (hdr, txn) = replica::decode_committed(zxid, bytes).unwrap_or_else(|e| fatal(e));
+        let done = match self.sessions.get_mut(&hdr.session) {
+            Some(s) if s.forwarded.front().is_some_and(|(cxid, _)| *cxid == hdr.cxid) => {
+                s.forwarded.pop_front().map(|(_, d)| d).expect("checked")
+            }
+            _ => Done::Nothing,
+        };
+        self.apply_one(hdr, txn, done);
+    }
+
+    /// Carries out the peer's actions in order, then syncs the turn's appends and goes on
+    /// with what that leads to, until nothing is left.
+    fn run_actions(&mut self) {
+        loop {
+            while let Some(a) = self.member().and_then(|m| m.actions.pop_front()) {
+                self.execute(a);
+            }
+            if !self.flush_log() {
+                return;
+            }
+        }
+    }
+
+    /// Appends and syncs what the turn logged; tells the peer. False if there was nothing.
+    fn flush_log(&mut self) -> bool {
+        let m = self.member().expect("member");
+        if m.unlogged.is_empty() {
+            return false;
+        }
+        let txns = std::mem::take(&mut m.unlogged);
+        let through = m.store.append(&txns).unwrap_or_else(|e| fatal(e));
+        let more = m.peer.logged(through);
+        m.actions.extend(more);
+        true
+    }
+
+    fn execute(&mut self, a: Action) {
+        // Whatever changes the disk or the tree comes after the turn's appends.
+        if !matches!(a, Action::Send { .. } | Action::Append(_) | Action::Apply(_) | Action::Forwarded { .. } | Action::Synced { .. }) {
+            self.flush_log();
+        }
+        let m = self.member().expect("member");
+        match a {
+            Action::Send { to, msg } => {
+                match &msg {
+                    Message::Diff { .. } => tracing::info!(to, "syncing a learner by DIFF"),
+                    Message::Trunc { zxid } => tracing::info!(to, zxid = format_args!("{zxid:#x}"), "syncing a learner by TRUNC"),
+                    _ => {}
+                }
+                m.transport.send(to, msg);
+            }
+            Action::PersistAcceptedEpoch(e) => m.store.persist_accepted(e).unwrap_or_else(|e| fatal(e)),
+            Action::PersistCurrentEpoch(e) => m.store.persist_current(e).unwrap_or_else(|e| fatal(e)),
+            Action::BeginEpochUpdate => m.store.begin_epoch_update().unwrap_or_else(|e| fatal(e)),
+            Action::Append(txns) => m.unlogged.extend(txns),
+            Action::Truncate(z) => {
+                let tree = m.store.truncate(z).unwrap_or_else(|e| fatal(e));
+                self.replace_tree(tree);
+            }
+            Action::InstallSnapshot { zxid, snapshot } => {
+                tracing::info!(zxid = format_args!("{zxid:#x}"), bytes = snapshot.len(), "installing the leader's snapshot");
+                let tree = m.store.install_snapshot(zxid, &snapshot).unwrap_or_else(|e| fatal(e));
+                self.replace_tree(tree);
+            }
+            Action::SendSnapshot { to } => {
+                let zxid = self.tree.last_zxid();
+                tracing::info!(to, zxid = format_args!("{zxid:#x}"), "syncing a learner by SNAP");
+                let snapshot = replica::snapshot_bytes(&self.tree).into();
+                self.member().expect("member").transport.send(to, Message::Snap { zxid, snapshot });
+            }
+            Action::Apply(txns) => {
+                for (zxid, bytes) in txns {
+                    self.apply_committed(zxid, &bytes);
+                }
+            }
+            Action::Role(r) => {
+                m.role = r;
+                match r {
+                    Role::Looking => {
+                        tracing::info!("looking for a leader; clients are refused until one is established");
+                        self.leave_service();
+                    }
+                    Role::Leading { epoch } => {
+                        tracing::info!(epoch, "leading");
+                        // Sessions get a full timeout from now: their clients may have
+                        // been cut off by the election.
+                        let now = Instant::now();
+                        for s in self.sessions.values_mut() {
+                            s.expires_at = now + Duration::from_millis(s.timeout_ms.max(0) as u64);
+                        }
+                    }
+                    Role::Following { leader, epoch } => tracing::info!(leader, epoch, "following"),
+                    Role::Observing { leader, epoch } => tracing::info!(leader, epoch, "observing"),
+                }
+            }
+            Action::Recover => {
+                tracing::info!(why = m.peer.left_because(), "left the role; rebuilding from disk");
+                self.leave_service();
+                let m = self.member().expect("member");
+                let (tree, disk, tail) = m.store.recover().unwrap_or_else(|e| fatal(e));
+                let more = m.peer.recovered(disk, tail, now_ms());
+                m.actions.extend(more);
+                self.replace_tree(tree);
+            }
+            Action::Forwarded { from, body } => self.on_forwarded(from, &body),
+            Action::Synced { id } => self.on_synced(id),
+            Action::Disconnect { peer } => m.transport.close(peer),
+        }
+    }
+
+    /// Runs a member until every client-side sender is gone.
+    pub(crate) async fn run_member(mut self, mut rx: mpsc::Receiver<Msg>, mut inbox: mpsc::UnboundedReceiver<Inbound>) {
+        let tick = Duration::from_millis((self.cfg.tick_time_ms as u64 / 2).clamp(10, 1000));
+        let mut half_tick = tokio::time::interval(tick);
+        half_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut containers = tokio::time::interval(Duration::from_millis(self.cfg.container_check_interval_ms.max(1)));
+        containers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.run_actions();
+        loop {
+            let wake = self.member().and_then(|m| m.peer.next_wakeup_ms());
+            let wake_in = wake.map_or(1000, |w| w.saturating_sub(now_ms()).min(1000));
+            tokio::select! {
+                biased;
+                m = inbox.recv() => match m {
+                    Some(m) => {
+                        self.on_inbound(m);
+                        for _ in 0..TURN_MESSAGES {
+                            match inbox.try_recv() {
+                                Ok(m) => self.on_inbound(m),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => return,
+                },
+                msg = rx.recv() => match msg {
+                    Some(m) => {
+                        self.handle(m);
+                        for _ in 0..TURN_MESSAGES {
+                            match rx.try_recv() {
+                                Ok(m) => self.handle(m),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    None => return,
+                },
+                _ = tokio::time::sleep(Duration::from_millis(wake_in.max(1))) => {
+                    let m = self.member().expect("member");
+                    let more = m.peer.tick(now_ms());
+                    m.actions.extend(more);
+                }
+                _ = half_tick.tick() => {
+                    if self.is_learner() {
+                        self.report_sessions();
+                    }
+                    self.expire_sessions(Instant::now());
+                }
+                _ = containers.tick() => self.reap_containers(),
+            }
+            self.run_actions();
+        }
+    }
+
+    fn on_inbound(&mut self, m: Inbound) {
+        let member = self.member().expect("member");
+        let more = match m {
+            Inbound::Message { from, msg } => member.peer.on_message(from, msg, now_ms()),
+            Inbound::Disconnected { peer } => member.peer.disconnected(peer),
+        };
+        member.actions.extend(more);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_requests_round_trip_and_garbage_is_refused() {
+        let all = [
+            Forward::Write {
+                session: 0x0300_0000_0000_0001,
+                cxid: 7,
+                op: OpCode::Create as i32,
+                ids: vec![Id::new("ip", "127.0.0.1"), Id::new("digest", "u:h")],
+                body: vec![1, 2, 3],
+            },
+            Forward::CreateSession { session: -5, timeout_ms: 30_000, passwd: vec![9; 16] },
+            Forward::Touch { sessions: vec![1, 2, 3] },
+            Forward::Touch { sessions: vec![] },
+        ];
+        for f in all {
+            let bytes = f.encode();
+            assert_eq!(Forward::decode(&bytes).unwrap(), f);
+            assert!(Forward::decode(&bytes[..bytes.len() - 1]).is_err());
+            let mut longer = bytes.clone();
+            longer.push(0);
+            assert!(Forward::decode(&longer).is_err());
+        }
+        assert!(Forward::decode(&[0, 0, 0, 9]).is_err());
+        assert!(Forward::decode(&[]).is_err());
+    }
+}
