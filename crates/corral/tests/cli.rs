@@ -135,20 +135,26 @@ fn start_with(cfg: &std::path::Path) -> (i32, String) {
     (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// An ensemble zoo.cfg starts a member, never a standalone server: alone, it waits for
+/// its peers and serves no client (four-letter words say so, as ZooKeeper's do).
 #[test]
-fn an_ensemble_config_is_refused_not_run_standalone() {
+fn an_ensemble_member_alone_waits_for_its_peers() {
     let dir = tempfile::tempdir().unwrap();
     let cfg = ensemble_cfg(dir.path(), 3);
     std::fs::write(dir.path().join("myid"), "2\n").unwrap();
-    let (code, err) = start_with(&cfg);
-    assert_ne!(code, 0, "{err}");
-    assert!(
-        err.contains(
-            "ensemble mode (3 servers in zoo.cfg) is not supported yet by this version of Corral"
-        ),
-        "{err}"
-    );
-    assert!(!dir.path().join("log").exists(), "refused only after touching the data directory");
+    let port: u16 = std::fs::read_to_string(&cfg).unwrap().lines().find_map(|l| l.strip_prefix("clientPort=")).unwrap().parse().unwrap();
+    let _child = Child(corral().args(["server", "--config"]).arg(&cfg).stderr(Stdio::null()).spawn().unwrap());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ruok(port).as_deref() != Some("imok") {
+        assert!(Instant::now() < deadline, "the member did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.write_all(b"srvr").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert_eq!(out, "This ZooKeeper instance is not currently serving requests\n");
+    assert!(dir.path().join("log").is_dir(), "the member opened its log");
 }
 
 #[test]

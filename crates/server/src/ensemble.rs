@@ -120,6 +120,26 @@ impl Forward {
     }
 }
 
+/// The rows `mntr` adds for a member, with ZooKeeper's names: `zk_quorum_size` on every
+/// member; on the leader, its learners (`zk_learners`, and `zk_followers`, the same count
+/// under the name ZooKeeper 3.4 used), how many are synced, and the syncs waiting.
+pub(crate) fn monitor_rows(core: &Core) -> Vec<(&'static str, String)> {
+    let Repl::Member(m) = &core.repl else { return Vec::new() };
+    let quorum = core.cfg.ensemble.as_ref().map_or(0, |e| e.voters().count());
+    let mut rows = vec![("zk_quorum_size", quorum.to_string())];
+    if let (Some(s), Role::Leading { .. }) = (m.peer.leader_stats(), m.role) {
+        rows.extend([
+            ("zk_learners", s.learners.to_string()),
+            ("zk_followers", s.learners.to_string()),
+            ("zk_synced_followers", s.synced_followers.to_string()),
+            ("zk_synced_non_voting_followers", "0".to_string()),
+            ("zk_synced_observers", s.synced_observers.to_string()),
+            ("zk_pending_syncs", s.pending_syncs.to_string()),
+        ]);
+    }
+    rows
+}
+
 /// A member ready to run: its core (with the tree recovered from disk) and the quorum
 /// messages it will receive.
 pub(crate) struct Started {
@@ -554,7 +574,6 @@ impl Core {
             let wake = self.member().and_then(|m| m.peer.next_wakeup_ms());
             let wake_in = wake.map_or(1000, |w| w.saturating_sub(now_ms()).min(1000));
             tokio::select! {
-                biased;
                 m = inbox.recv() => match m {
                     Some(m) => {
                         self.on_inbound(m);
@@ -591,6 +610,13 @@ impl Core {
                     self.expire_sessions(Instant::now());
                 }
                 _ = containers.tick() => self.reap_containers(),
+            }
+            // Under a steady stream of messages the sleep above may never win the race:
+            // Zab's timers (the leader's pings among them) must run anyway.
+            let m = self.member().expect("member");
+            if m.peer.next_wakeup_ms().is_some_and(|w| w <= now_ms()) {
+                let more = m.peer.tick(now_ms());
+                m.actions.extend(more);
             }
             self.run_actions();
         }

@@ -77,9 +77,15 @@ fn connection_lines(core: &Core, out: &mut String, detail: bool) {
 }
 
 /// The text answer to an allowed four-letter word.
+/// What ZooKeeper answers most words with while it has no leader to serve under.
+pub const NOT_SERVING: &str = "This ZooKeeper instance is not currently serving requests\n";
+
 pub fn answer(core: &mut Core, cmd: &str) -> String {
     let mut out = String::new();
     let cfg = &core.cfg;
+    if !core.serving() && !matches!(cmd, "ruok" | "envi" | "isro") {
+        return NOT_SERVING.to_string();
+    }
     match cmd {
         "ruok" => out.push_str("imok"),
         "isro" => out.push_str("rw"),
@@ -158,6 +164,8 @@ pub fn answer(core: &mut Core, cmd: &str) -> String {
                 ("zk_local_sessions", "0".into()),
                 ("zk_uptime", core.started.elapsed().as_millis().to_string()),
             ];
+            let mut rows = rows;
+            rows.extend(crate::ensemble::monitor_rows(core));
             for (k, v) in rows {
                 let _ = writeln!(out, "{k}\t{v}");
             }

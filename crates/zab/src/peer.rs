@@ -153,6 +153,19 @@ struct Learner {
     last_heard_ms: u64,
 }
 
+/// A leader's view of its learners, for monitoring (ZooKeeper's `mntr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderStats {
+    /// Learners connected, in any phase (`zk_followers`).
+    pub learners: usize,
+    /// Followers synced and taking proposals (`zk_synced_followers`).
+    pub synced_followers: usize,
+    /// Observers synced and taking commits (`zk_synced_observers`).
+    pub synced_observers: usize,
+    /// Learners' syncs waiting for a commit (`zk_pending_syncs`).
+    pub pending_syncs: usize,
+}
+
 #[derive(Debug)]
 struct Leading {
     /// The zxid just before `history[0]` (or the last zxid when `history` is empty).
@@ -278,6 +291,20 @@ impl Peer {
             }
             _ => Role::Looking,
         }
+    }
+
+    /// What a leader reports about its learners (`None` on any other server).
+    pub fn leader_stats(&self) -> Option<LeaderStats> {
+        let State::Leading(l) = &self.state else { return None };
+        let synced = |observer: bool| {
+            l.learners.values().filter(|x| x.observer == observer && x.phase == LearnerPhase::Synced).count()
+        };
+        Some(LeaderStats {
+            learners: l.learners.len(),
+            synced_followers: synced(false),
+            synced_observers: synced(true),
+            pending_syncs: l.pending_syncs.len(),
+        })
     }
 
     /// The last zxid this server has committed (leader) or applied (learner).

@@ -1,0 +1,392 @@
+//! Ensembles of real `corral server` processes, started from zoo.cfg on free loopback
+//! ports, used through the third-party `zookeeper-client` crate (issue 4, docs/zab.md):
+//! a SIGKILLed leader under pipelined writes, sessions that move with their ephemerals
+//! and watches when their server dies, SIGSTOPped minorities and majorities, and an
+//! observer that serves but never counts toward a quorum.
+
+mod common;
+
+use common::{four_letter_at, zk};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Ports nobody listens on now (bound to port 0, then released).
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
+}
+
+struct Member {
+    id: u64,
+    dir: PathBuf,
+    cfg: PathBuf,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl Member {
+    fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("stderr.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_corral"))
+            .args(["server", "--config"])
+            .arg(&self.cfg)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .process_group(0)
+            .spawn()
+            .expect("start corral server");
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn signal(&self, sig: i32) {
+        let pid = self.child.as_ref().expect("running").id() as i32;
+        // SAFETY: kill(2) on a child process this test started.
+        assert_eq!(unsafe { libc::kill(pid, sig) }, 0);
+    }
+
+    fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// `srvr`'s Mode and Zxid, if the member answers.
+    fn status(&self) -> Option<(String, i64)> {
+        let text = four_letter_at(&self.addr(), "srvr").ok()?;
+        let field = |name: &str| text.lines().find_map(|l| l.strip_prefix(name)).map(str::trim);
+        let mode = field("Mode:")?.to_string();
+        let zxid = i64::from_str_radix(field("Zxid:")?.trim_start_matches("0x"), 16).ok()?;
+        Some((mode, zxid))
+    }
+
+    fn mode(&self) -> Option<String> {
+        self.status().map(|s| s.0)
+    }
+
+    fn stderr_tail(&self) -> String {
+        let s = std::fs::read_to_string(self.dir.join("stderr.log")).unwrap_or_default();
+        s.lines().rev().take(30).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Member {
+    fn drop(&mut self) {
+        if self.child.is_some() {
+            // A stopped process cannot die of SIGKILL until it is continued.
+            self.signal(libc::SIGCONT);
+        }
+        self.kill();
+    }
+}
+
+struct Ensemble {
+    members: Vec<Member>,
+    _root: tempfile::TempDir,
+}
+
+impl Ensemble {
+    /// `n` members, the last `observers` of them observers, all started and serving.
+    fn start(n: u64, observers: u64) -> Ensemble {
+        let root = tempfile::Builder::new().prefix("corral-ensemble-").tempdir().unwrap();
+        let ports = free_ports(3 * n as usize);
+        let servers: String = (1..=n)
+            .map(|id| {
+                let i = (id - 1) as usize;
+                let role = if id > n - observers { ":observer" } else { "" };
+                format!("server.{id}=127.0.0.1:{}:{}{role}\n", ports[3 * i], ports[3 * i + 1])
+            })
+            .collect();
+        let members = (1..=n)
+            .map(|id| {
+                let i = (id - 1) as usize;
+                let dir = root.path().join(format!("m{id}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join("myid"), format!("{id}\n")).unwrap();
+                let cfg = dir.join("zoo.cfg");
+                let port = ports[3 * i + 2];
+                std::fs::write(
+                    &cfg,
+                    format!(
+                        "tickTime=100\ninitLimit=20\nsyncLimit=10\ndataDir={}\nclientPort={port}\n\
+                         4lw.commands.whitelist=*\n{servers}",
+                        dir.display()
+                    ),
+                )
+                .unwrap();
+                Member { id, dir, cfg, port, child: None }
+            })
+            .collect();
+        let mut e = Ensemble { members, _root: root };
+        for m in &mut e.members {
+            m.start();
+        }
+        e.wait_serving(Duration::from_secs(30));
+        e
+    }
+
+    fn hosts(&self) -> String {
+        self.members.iter().map(Member::addr).collect::<Vec<_>>().join(",")
+    }
+
+    /// Waits until every running member serves, exactly one of them as leader.
+    fn wait_serving(&self, timeout: Duration) {
+        let start = Instant::now();
+        loop {
+            let modes: Vec<Option<String>> =
+                self.members.iter().map(|m| if m.child.is_some() { m.mode() } else { Some("down".into()) }).collect();
+            let serving = modes.iter().all(|m| matches!(m.as_deref(), Some("leader" | "follower" | "observer" | "down")));
+            if serving && modes.iter().filter(|m| m.as_deref() == Some("leader")).count() == 1 {
+                return;
+            }
+            if start.elapsed() > timeout {
+                let tails: Vec<String> = self.members.iter().map(|m| format!("m{}:\n{}", m.id, m.stderr_tail())).collect();
+                panic!("ensemble not serving after {timeout:?}: {modes:?}\n{}", tails.join("\n"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn leader(&self) -> usize {
+        self.members.iter().position(|m| m.child.is_some() && m.mode().as_deref() == Some("leader")).expect("a leader")
+    }
+
+    /// Waits until every running member has applied the same zxid, and returns it.
+    fn wait_converged(&self, timeout: Duration) -> i64 {
+        let start = Instant::now();
+        loop {
+            let zxids: BTreeSet<Option<i64>> =
+                self.members.iter().filter(|m| m.child.is_some()).map(|m| m.status().map(|s| s.1)).collect();
+            if zxids.len() == 1 {
+                if let Some(Some(z)) = zxids.into_iter().next() {
+                    return z;
+                }
+            } else {
+                assert!(start.elapsed() < timeout, "members did not converge: {zxids:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+async fn connect(hosts: &str) -> zk::Client {
+    let connector = zk::Client::connector().with_session_timeout(Duration::from_secs(10));
+    match tokio::time::timeout(Duration::from_secs(20), connector.connect(hosts)).await {
+        Ok(Ok(c)) => c,
+        other => panic!("connect to {hosts}: {:?}", other.map(|r| r.err())),
+    }
+}
+
+fn persistent() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+/// Every child of `/load` with its data, as one member sees it.
+async fn contents(member: &Member) -> BTreeMap<String, Vec<u8>> {
+    let c = connect(&member.addr()).await;
+    let mut out = BTreeMap::new();
+    let fail = |e: zk::Error| -> ! { panic!("reading member {}: {e}; its log:\n{}", member.id, member.stderr_tail()) };
+    for name in c.list_children("/load").await.unwrap_or_else(|e| fail(e)) {
+        let (data, _) = c.get_data(&format!("/load/{name}")).await.unwrap_or_else(|e| fail(e));
+        out.insert(name, data);
+    }
+    out
+}
+
+/// (a): SIGKILL the leader under a pipelined write load. A new leader serves writes
+/// within a few seconds, every acknowledged write is on every member, and the members
+/// (the killed one restarted) converge to identical trees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_failover_under_pipelined_writes_loses_nothing() {
+    let mut e = Ensemble::start(3, 0);
+    let client = connect(&e.hosts()).await;
+    client.create("/load", b"", &persistent()).await.unwrap();
+
+    let acked: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (client, acked, stop) = (client.clone(), acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut set = tokio::task::JoinSet::new();
+            let mut i = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (path, data) = (format!("/load/w{i:06}"), format!("value {i}").into_bytes());
+                let (client, acked) = (client.clone(), acked.clone());
+                set.spawn(async move {
+                    if client.create(&path, &data, &persistent()).await.is_ok() {
+                        acked.lock().unwrap().push((path, data));
+                    }
+                });
+                i += 1;
+                while set.len() >= 32 {
+                    set.join_next().await;
+                }
+            }
+            while set.join_next().await.is_some() {}
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let before = acked.lock().unwrap().len();
+    assert!(before > 50, "only {before} writes acknowledged before the kill");
+    let old = e.leader();
+    e.members[old].kill();
+    let killed = Instant::now();
+    // The first write issued after the kill that succeeds.
+    let mut n = 0;
+    let failover = loop {
+        n += 1;
+        if client.create(&format!("/probe-{n}"), b"", &persistent()).await.is_ok() {
+            break killed.elapsed();
+        }
+        assert!(killed.elapsed() < Duration::from_secs(20), "no write succeeded within 20 s of the leader's death");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    eprintln!("failover: {} ms (SIGKILL of the leader to the first acknowledged write)", failover.as_millis());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    writer.await.unwrap();
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > before, "no writes after the failover");
+
+    e.members[old].start();
+    e.wait_serving(Duration::from_secs(30));
+    e.wait_converged(Duration::from_secs(30));
+    let mut seen = Vec::new();
+    for m in &e.members {
+        seen.push(contents(m).await);
+    }
+    for (i, s) in seen.iter().enumerate() {
+        assert_eq!(s, &seen[0], "member {} differs from member 1", i + 1);
+    }
+    for (path, data) in &acked {
+        let name = path.trim_start_matches("/load/");
+        assert_eq!(seen[0].get(name), Some(data), "acknowledged {path} is missing or wrong");
+    }
+    eprintln!("{} writes acknowledged, {} present on all three members", acked.len(), seen[0].len());
+}
+
+/// A session survives the death of its server: it moves to another member with its
+/// ephemeral node and its watch; when it closes, its ephemeral vanishes on every member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_moves_with_its_ephemerals_and_watches_when_its_server_dies() {
+    let mut e = Ensemble::start(3, 0);
+    let a = connect(&e.hosts()).await;
+    let id = a.session_id();
+    a.create("/eph", b"mine", &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all())).await.unwrap();
+    let (stat, watcher) = a.check_and_watch_stat("/watched").await.unwrap();
+    assert!(stat.is_none());
+    // Which member serves the session: the one whose `cons` lists it.
+    let sid = format!("sid={:#x}", id.0);
+    let home = e
+        .members
+        .iter()
+        .position(|m| four_letter_at(&m.addr(), "cons").unwrap().contains(&sid))
+        .expect("some member serves the session");
+    e.members[home].kill();
+    e.wait_serving(Duration::from_secs(30));
+
+    // Another client, on the surviving members, makes the change A watches.
+    let others: Vec<String> = e.members.iter().filter(|m| m.child.is_some()).map(Member::addr).collect();
+    let b = connect(&others.join(",")).await;
+    b.create("/watched", b"", &persistent()).await.unwrap();
+    let event = tokio::time::timeout(Duration::from_secs(20), watcher.changed()).await.expect("the watch fired");
+    assert_eq!(event.event_type, zk::EventType::NodeCreated);
+    assert_eq!(event.path, "/watched");
+    assert_eq!(a.session_id(), id, "the session was kept");
+    let (data, stat) = a.get_data("/eph").await.unwrap();
+    assert_eq!((data.as_slice(), stat.ephemeral_owner), (&b"mine"[..], id.0));
+    a.set_data("/eph", b"still mine", None).await.unwrap();
+
+    // Closing the session removes its ephemeral everywhere, at one zxid.
+    drop(a);
+    e.members[home].start();
+    e.wait_serving(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for m in &e.members {
+        let c = connect(&m.addr()).await;
+        loop {
+            c.sync("/").await.unwrap();
+            if c.check_stat("/eph").await.unwrap().is_none() {
+                break;
+            }
+            assert!(Instant::now() < deadline, "/eph outlived its session on member {}", m.id);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    e.wait_converged(Duration::from_secs(30));
+}
+
+/// (c) and (d): with three voters and an observer, SIGSTOP of one voter leaves a quorum
+/// and writes go on (through the observer too); SIGSTOP of a second voter leaves none,
+/// however many observers there are, and writes stop; after SIGCONT they resume and
+/// nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopped_minorities_and_majorities_and_an_observer_that_never_counts() {
+    let e = Ensemble::start(4, 1);
+    let observer = &e.members[3];
+    assert_eq!(observer.mode().as_deref(), Some("observer"));
+    let via_observer = connect(&observer.addr()).await;
+    via_observer.create("/load", b"", &persistent()).await.unwrap();
+    via_observer.create("/load/before", b"1", &persistent()).await.unwrap();
+    assert_eq!(via_observer.get_data("/load/before").await.unwrap().0, b"1");
+
+    let leader = e.leader();
+    let followers: Vec<usize> = (0..3).filter(|&i| i != leader).collect();
+    let mntr = four_letter_at(&e.members[leader].addr(), "mntr").unwrap();
+    for row in [
+        "zk_server_state\tleader",
+        "zk_quorum_size\t3",
+        "zk_followers\t3",
+        "zk_synced_followers\t2",
+        "zk_synced_observers\t1",
+        "zk_pending_syncs\t0",
+    ] {
+        assert!(mntr.lines().any(|l| l == row), "leader's mntr lacks {row:?}:\n{mntr}");
+    }
+    let mntr = four_letter_at(&observer.addr(), "mntr").unwrap();
+    assert!(mntr.lines().any(|l| l == "zk_server_state\tobserver"), "{mntr}");
+    assert!(!mntr.contains("zk_synced_followers"), "only the leader reports its learners:\n{mntr}");
+    // A minority of voters stopped: the quorum holds.
+    e.members[followers[0]].signal(libc::SIGSTOP);
+    via_observer.create("/load/minority", b"2", &persistent()).await.unwrap();
+    let direct = connect(&e.members[leader].addr()).await;
+    direct.create("/load/minority-2", b"3", &persistent()).await.unwrap();
+
+    // A majority of voters stopped: the observer does not make up the quorum.
+    e.members[followers[1]].signal(libc::SIGSTOP);
+    let write = direct.create("/load/majority", b"4", &persistent());
+    let outcome = tokio::time::timeout(Duration::from_secs(4), write).await;
+    assert!(!matches!(outcome, Ok(Ok(_))), "a write was acknowledged without a quorum: {outcome:?}");
+
+    for &f in &followers {
+        e.members[f].signal(libc::SIGCONT);
+    }
+    e.wait_serving(Duration::from_secs(30));
+    let c = connect(&e.hosts()).await;
+    let mut n = 0;
+    loop {
+        n += 1;
+        match c.create(&format!("/load/after-{n}"), b"5", &persistent()).await {
+            Ok(_) => break,
+            Err(err) => assert!(n < 200, "writes did not resume: {err}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    e.wait_converged(Duration::from_secs(30));
+    for m in &e.members {
+        let got = contents(m).await;
+        for (name, v) in [("before", "1"), ("minority", "2"), ("minority-2", "3")] {
+            assert_eq!(got.get(name).map(Vec::as_slice), Some(v.as_bytes()), "member {} lost /load/{name}", m.id);
+        }
+    }
+}
