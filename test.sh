@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # The one command that runs every Corral test on a fresh machine:
 #   1. cargo build --release --workspace
-#   2. cargo test  --release --workspace      (reuses the release build)
+#   2. cargo test  --release --workspace      (reuses the release build), then
+#      the zookeeper-client suites again against 3-member ensembles
+#      (CORRAL_TEST_ENSEMBLE=3)
 #   3. Python integration tests (kazoo) in tests/python against the release
-#      binary, in a virtualenv at <repo>/.venv created on first use.
+#      binary, in a virtualenv at <repo>/.venv created on first use: once
+#      against standalone servers, once against 3-member ensembles.
 #
 # Environment:
 #   CORRAL_BIN           server binary for the Python tests
@@ -37,6 +40,17 @@ set +e
 cargo test --release --workspace --no-fail-fast 2>&1 | tee "$LOGDIR/cargo-test.log"
 cargo_rc="${PIPESTATUS[0]}"
 set -e
+
+# The suites that use the zookeeper-client crate, against ensembles: their clients
+# get every member in the connect string.
+ENSEMBLE_SUITES=(--test acl --test errors --test opcodes --test sessions --test watches)
+step "cargo test (zookeeper-client suites against 3-member ensembles)"
+set +e
+CORRAL_TEST_ENSEMBLE=3 cargo test --release -p corral --no-fail-fast "${ENSEMBLE_SUITES[@]}" 2>&1 \
+  | tee -a "$LOGDIR/cargo-test.log"
+cargo_ens_rc="${PIPESTATUS[0]}"
+set -e
+[ "$cargo_ens_rc" -eq 0 ] || cargo_rc="$cargo_ens_rc"
 
 # Sum the "test result: ok. N passed; M failed; K ignored" lines of all test binaries.
 read -r cargo_passed cargo_failed cargo_ignored < <(
@@ -84,13 +98,27 @@ set +e
 py_rc="${PIPESTATUS[0]}"
 set -e
 
-py_last="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error|skipped|deselected)|no tests ran' "$LOGDIR/pytest.log" | tail -n 1 || true)"
-count() { grep -oE "[0-9]+ $1" <<<"$py_last" | grep -oE '^[0-9]+' | head -n 1 || true; }
-py_passed="$(count passed)";   py_passed="${py_passed:-0}"
-py_failed="$(count failed)";   py_failed="${py_failed:-0}"
-py_errors="$(count error)";    py_errors="${py_errors:-0}"
-py_skipped="$(count skipped)"; py_skipped="${py_skipped:-0}"
-py_xfailed="$(count xfailed)"; py_xfailed="${py_xfailed:-0}"
+if [ "${CORRAL_TEST_TARGET:-corral}" = corral ]; then
+  step "pytest tests/python against 3-member ensembles (CORRAL_TEST_ENSEMBLE=3)"
+  set +e
+  CORRAL_TEST_ENSEMBLE=3 "$VENV/bin/python" -m pytest -q -p no:cacheprovider tests/python "$@" 2>&1 \
+    | tee "$LOGDIR/pytest-ensemble.log"
+  py_ens_rc="${PIPESTATUS[0]}"
+  set -e
+  [ "$py_ens_rc" -eq 0 ] || py_rc="$py_ens_rc"
+fi
+
+# Sum the final "N passed, M failed, ..." lines of the pytest runs.
+py_passed=0; py_failed=0; py_errors=0; py_skipped=0; py_xfailed=0
+for log in "$LOGDIR"/pytest*.log; do
+  py_last="$(grep -E '^(=+ )?[0-9]+ (passed|failed|error|skipped|deselected)|no tests ran' "$log" | tail -n 1 || true)"
+  count() { n="$(grep -oE "[0-9]+ $1" <<<"$py_last" | grep -oE '^[0-9]+' | head -n 1 || true)"; echo "${n:-0}"; }
+  py_passed=$((py_passed + $(count passed)))
+  py_failed=$((py_failed + $(count failed)))
+  py_errors=$((py_errors + $(count error)))
+  py_skipped=$((py_skipped + $(count skipped)))
+  py_xfailed=$((py_xfailed + $(count xfailed)))
+done
 
 # ---------------------------------------------------------------- summary
 status=0

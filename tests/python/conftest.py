@@ -13,6 +13,12 @@ environment:
                                 reference implementation.  $ZOOKEEPER_CLASSPATH
                                 overrides the jar path(s).
 
+  CORRAL_TEST_ENSEMBLE=N        (Corral only) every server is an ensemble of N
+                                members started from one set of server.N lines;
+                                clients get all members in their connect string.
+                                Modules that need one server's own port (4lw,
+                                config, differential) are skipped.
+
 Fixtures:
   server          session-scoped default server shared by most tests
   server_factory  function-scoped factory: server_factory({"key": "value"}) starts
@@ -44,6 +50,10 @@ from kazoo.client import KazooClient
 
 REPO = Path(__file__).resolve().parents[2]
 TARGET = os.environ.get("CORRAL_TEST_TARGET", "corral").strip().lower() or "corral"
+ENSEMBLE = int(os.environ.get("CORRAL_TEST_ENSEMBLE", "0") or 0)
+# Modules about one server process (its port, its zoo.cfg, its restart): not run
+# against an ensemble.
+SINGLE_SERVER_MODULES = {"test_admin", "test_config", "test_differential"}
 READY_TIMEOUT = float(os.environ.get("CORRAL_TEST_READY_TIMEOUT", "10" if TARGET == "corral" else "40"))
 
 # The configuration every test server gets (tests add keys through server_factory).
@@ -172,6 +182,7 @@ class ServerProcess:
         self.cfg_path = workdir / "zoo.cfg"
         self.log_path = workdir / "server.log"
         self.target = TARGET
+        self.my_id: int | None = None  # an ensemble member's id, written to dataDir/myid
 
     @property
     def host_port(self) -> str:
@@ -245,17 +256,7 @@ class ServerProcess:
         last_error = ""
         for _ in range(attempts):
             port = self.port if keep else free_port()
-            if not keep:
-                if self.data_dir.exists():
-                    shutil.rmtree(self.data_dir)
-                self.data_dir.mkdir(parents=True)
-            self._write_cfg(port)
-            self.port = port
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(
-                    self._command(port), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    cwd=self.workdir, preexec_fn=_die_with_parent,
-                    env={**os.environ, "NO_COLOR": "1", "RUST_BACKTRACE": "1"})
+            self.launch(port, fresh=not keep)
             ok, last_error = self._wait_ready()
             if ok:
                 return self
@@ -268,6 +269,22 @@ class ServerProcess:
         raise RuntimeError(
             f"{self.target} server did not become ready on port {self.port}: {last_error}\n"
             f"command: {' '.join(self._command(self.port))}\n--- server log tail ---\n{self.log_tail()}")
+
+    def launch(self, port: int, fresh: bool) -> None:
+        """Start the process on `port` (with an empty data dir if `fresh`), not waiting."""
+        if fresh:
+            if self.data_dir.exists():
+                shutil.rmtree(self.data_dir)
+            self.data_dir.mkdir(parents=True)
+            if self.my_id is not None:
+                (self.data_dir / "myid").write_text(f"{self.my_id}\n")
+        self._write_cfg(port)
+        self.port = port
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                self._command(port), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                cwd=self.workdir, preexec_fn=_die_with_parent,
+                env={**os.environ, "NO_COLOR": "1", "RUST_BACKTRACE": "1"})
 
     def _wait_ready(self) -> tuple[bool, str]:
         """Ready once a client session can be opened (and closed again).
@@ -303,6 +320,80 @@ class ServerProcess:
                 proc.wait(timeout=10)
 
 
+class EnsembleProcess:
+    """An ensemble of `n` Corral members on loopback, used like one ServerProcess:
+    `host_port` is the connect string naming every member."""
+
+    def __init__(self, workdir: Path, cfg_extra: dict | None = None, n: int = 3):
+        peers = {}
+        self.members = []
+        for i in range(1, n + 1):
+            peers[f"server.{i}"] = f"127.0.0.1:{free_port()}:{free_port()}"
+        extra = {"initLimit": "10", "syncLimit": "5", **peers, **(cfg_extra or {})}
+        for i in range(1, n + 1):
+            m = ServerProcess(workdir / f"m{i}", extra)
+            m.workdir.mkdir(parents=True, exist_ok=True)
+            m.my_id = i
+            self.members.append(m)
+        self.target = TARGET
+        self.host = "127.0.0.1"
+
+    @property
+    def host_port(self) -> str:
+        return ",".join(m.host_port for m in self.members)
+
+    @property
+    def port(self) -> int:
+        return self.members[0].port
+
+    @property
+    def log_path(self) -> Path:
+        return self.members[0].log_path
+
+    @property
+    def proc(self):
+        return next((m.proc for m in self.members if not m.alive()), self.members[0].proc)
+
+    def log_tail(self, n: int = 60) -> str:
+        return "\n".join(f"--- member {m.my_id} ---\n{m.log_tail(n)}" for m in self.members)
+
+    def declares_memory_only(self) -> bool:
+        return False
+
+    def alive(self) -> bool:
+        return all(m.alive() for m in self.members)
+
+    def start(self) -> "EnsembleProcess":
+        for m in self.members:
+            m.launch(free_port(), fresh=True)
+        for m in self.members:
+            ok, err = m._wait_ready()
+            if not ok:
+                self.stop()
+                raise RuntimeError(f"ensemble member {m.my_id} did not become ready: {err}\n{self.log_tail()}")
+        return self
+
+    def stop(self) -> None:
+        for m in self.members:
+            m.stop()
+
+
+def new_server(workdir: Path, cfg_extra: dict | None = None):
+    """A standalone server, or an ensemble with CORRAL_TEST_ENSEMBLE=N."""
+    if ENSEMBLE > 1:
+        return EnsembleProcess(workdir, cfg_extra, ENSEMBLE)
+    return ServerProcess(workdir, cfg_extra)
+
+
+def pytest_collection_modifyitems(config, items):
+    if ENSEMBLE <= 1:
+        return
+    skip = pytest.mark.skip(reason=f"about one server process; not run against a {ENSEMBLE}-member ensemble")
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SINGLE_SERVER_MODULES:
+            item.add_marker(skip)
+
+
 # ---------------------------------------------------------------------------
 # fixtures
 # ---------------------------------------------------------------------------
@@ -310,7 +401,8 @@ class ServerProcess:
 
 def pytest_report_header(config):
     where = corral_bin() if TARGET == "corral" else zookeeper_classpath()
-    return f"corral integration tests: target={TARGET} ({where})"
+    shape = f", {ENSEMBLE}-member ensembles" if ENSEMBLE > 1 else ""
+    return f"corral integration tests: target={TARGET} ({where}){shape}"
 
 
 def _read_from(path: Path, offset: int, max_lines: int = 40) -> str:
@@ -354,7 +446,7 @@ def _track_default_server_log(request):
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory):
-    srv = ServerProcess(tmp_path_factory.mktemp("server-default")).start()
+    srv = new_server(tmp_path_factory.mktemp("server-default")).start()
     yield srv
     crashed = not srv.alive()
     srv.stop()
@@ -367,7 +459,7 @@ def server_factory(tmp_path_factory, request):
     started: list[ServerProcess] = []
 
     def start(cfg_extra: dict | None = None) -> ServerProcess:
-        srv = ServerProcess(tmp_path_factory.mktemp("server"), cfg_extra)
+        srv = new_server(tmp_path_factory.mktemp("server"), cfg_extra)
         started.append(srv)
         getattr(request.node, "_corral_servers", []).append((f"server {cfg_extra or {}}", srv, 0))
         return srv.start()

@@ -28,11 +28,13 @@ async fn world_permissions_bit_by_bit() {
 
     let set = |perm: Permission| {
         let acl = [Acl::new(perm, AuthId::anyone())];
-        let admin = admin.clone();
+        let (admin, c) = (admin.clone(), c.clone());
         async move {
             // ADMIN is always included so the test can keep changing the ACL.
             let acl = [Acl::new(acl[0].permission() | Permission::ADMIN, AuthId::anyone())];
             admin.set_acl("/w", &acl, None).await.unwrap();
+            // `c` may be on another member of an ensemble: it syncs to see the change.
+            c.sync("/w").await.unwrap();
         }
     };
 

@@ -118,7 +118,7 @@ impl Ensemble {
                 std::fs::write(
                     &cfg,
                     format!(
-                        "tickTime=100\ninitLimit=20\nsyncLimit=10\ndataDir={}\nclientPort={port}\n\
+                        "tickTime=100\ninitLimit=20\nsyncLimit=10\nsnapCount=2000\ndataDir={}\nclientPort={port}\n\
                          4lw.commands.whitelist=*\n{servers}",
                         dir.display()
                     ),
@@ -203,6 +203,9 @@ async fn contents(member: &Member) -> BTreeMap<String, Vec<u8>> {
     out
 }
 
+/// Writes acknowledged so far: path and data.
+type Writes = Arc<Mutex<Vec<(String, Vec<u8>)>>>;
+
 /// (a): SIGKILL the leader under a pipelined write load. A new leader serves writes
 /// within a few seconds, every acknowledged write is on every member, and the members
 /// (the killed one restarted) converge to identical trees.
@@ -212,7 +215,7 @@ async fn leader_failover_under_pipelined_writes_loses_nothing() {
     let client = connect(&e.hosts()).await;
     client.create("/load", b"", &persistent()).await.unwrap();
 
-    let acked: Arc<Mutex<Vec<(String, Vec<u8>)>>> = Arc::default();
+    let acked: Writes = Arc::default();
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writer = {
         let (client, acked, stop) = (client.clone(), acked.clone(), stop.clone());
@@ -273,6 +276,15 @@ async fn leader_failover_under_pipelined_writes_loses_nothing() {
         assert_eq!(seen[0].get(name), Some(data), "acknowledged {path} is missing or wrong");
     }
     eprintln!("{} writes acknowledged, {} present on all three members", acked.len(), seen[0].len());
+    // Every member snapshots on its own (snapCount=2000) while it follows or leads.
+    for m in &e.members {
+        let snapshots = || std::fs::read_dir(m.dir.join("snapshots")).map(|d| d.count()).unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while snapshots() == 0 {
+            assert!(Instant::now() < deadline, "member {} wrote no snapshot:\n{}", m.id, m.stderr_tail());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }
 
 /// A session survives the death of its server: it moves to another member with its

@@ -36,6 +36,8 @@ async fn oneshot_watches_through_the_client() {
     let watcher = server.connect().await;
     let writer = server.connect().await;
     writer.create("/o", b"", &persistent()).await.unwrap();
+    // `watcher` may be on another member of an ensemble: sync before reading another's write.
+    watcher.sync("/o").await.unwrap();
 
     // Data watch: fires on setData.
     let (_, _, w) = watcher.get_and_watch_data("/o").await.unwrap();
@@ -366,6 +368,7 @@ async fn multi_fires_watches_for_each_op() {
     let client = server.connect().await;
     let (mut a, _) = server.raw_session(10_000).await;
     client.create("/mw", b"", &persistent()).await.unwrap();
+    a.call(op::SYNC, &body_path("/mw")).await;
     a.call(op::GET_DATA, &body_path_watch("/mw", true)).await;
     a.call(op::GET_CHILDREN, &body_path_watch("/mw", true)).await;
     a.call(op::EXISTS, &body_path_watch("/mw/new", true)).await;

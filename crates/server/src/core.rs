@@ -392,7 +392,7 @@ impl Core {
             let Proposed { hdr, txn, done } = self.proposed.pop_front().expect("checked");
             self.apply_one(hdr, txn, done);
         }
-        self.maybe_snapshot();
+        self.maybe_snapshot(through);
     }
 
     /// Applies one committed transaction: the tree, watch events, the sessions it starts
@@ -437,12 +437,13 @@ impl Core {
         }
     }
 
-    /// Asks for a snapshot once enough transactions were applied since the last.
-    fn maybe_snapshot(&mut self) {
+    /// Asks for a snapshot once enough transactions were applied since the last, as of
+    /// the last applied zxid that is durable in our log (`durable_through` or before):
+    /// the snapshot thread rebuilds that state from the log.
+    pub(crate) fn maybe_snapshot(&mut self, durable_through: i64) {
         if self.until_snapshot == 0 {
             if let Some(to) = &self.snapshots {
-                // Everything applied is durable, so the snapshot thread can rebuild it.
-                let _ = to.send(self.tree.last_zxid());
+                let _ = to.send(self.tree.last_zxid().min(durable_through));
             }
             self.until_snapshot = self.next_snapshot_gap();
         }

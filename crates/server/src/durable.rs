@@ -107,10 +107,21 @@ pub struct SnapshotSettings {
     pub purge_interval_hours: u32,
 }
 
-/// Starts the snapshot thread; the core sends it durable zxids to snapshot.
-pub fn spawn_snapshotter(settings: SnapshotSettings, writer: &LogWriter) -> std_mpsc::Sender<i64> {
+impl LogWriter {
+    /// Asks the writer thread to delete log segments holding only records up to a zxid.
+    pub fn purger(&self) -> impl Fn(i64) + Send + 'static {
+        let tx = self.tx.clone();
+        move |z| {
+            let _ = tx.send(WriterMsg::PurgeThrough(z));
+        }
+    }
+}
+
+/// Starts the snapshot thread; the core sends it durable zxids to snapshot. After a purge
+/// of old snapshots, `purge_log(z)` is asked to delete log segments holding only records
+/// up to `z` (by whoever owns the log).
+pub fn spawn_snapshotter(settings: SnapshotSettings, purge_log: impl Fn(i64) + Send + 'static) -> std_mpsc::Sender<i64> {
     let (tx, rx) = std_mpsc::channel::<i64>();
-    let writer = writer.tx.clone();
     std::thread::Builder::new()
         .name("corral-snapshot".into())
         .spawn(move || {
@@ -147,9 +158,7 @@ pub fn spawn_snapshotter(settings: SnapshotSettings, writer: &LogWriter) -> std_
                 }
                 if settings.purge_interval_hours > 0 {
                     match snapshot::retain(&settings.snap_dir, settings.retain) {
-                        Ok(Some(oldest)) => {
-                            let _ = writer.send(WriterMsg::PurgeThrough(oldest));
-                        }
+                        Ok(Some(oldest)) => purge_log(oldest),
                         Ok(None) => {}
                         Err(e) => tracing::warn!(error = %e, "purging old snapshots failed"),
                     }

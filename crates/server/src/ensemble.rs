@@ -56,6 +56,8 @@ pub(crate) struct Member {
     /// Clients' `sync` requests waiting for Zab, by the id given to the peer.
     syncs: HashMap<u64, PendingSync>,
     next_sync: u64,
+    /// Log purges the snapshot thread asks for (the log is ours to change).
+    purges: std::sync::mpsc::Receiver<Zxid>,
 }
 
 struct PendingSync {
@@ -176,6 +178,18 @@ pub(crate) async fn start(cfg: Arc<Config>) -> Result<Started, ServerError> {
     let (election, quorum_l) = (bind(me.election_port).await?, bind(me.quorum_port).await?);
     let (transport, inbox) = Transport::start(ens.my_id, quorum::member_addrs(&ens), election, quorum_l);
     let (peer, actions) = Peer::new(settings(&cfg, &ens), disk, tail, now_ms());
+    let (purge_tx, purges) = std::sync::mpsc::channel();
+    let snapshotter = crate::durable::spawn_snapshotter(
+        crate::durable::SnapshotSettings {
+            snap_dir: crate::snapshot_dir(&cfg),
+            log_dir: crate::log_dir(&cfg),
+            retain: cfg.snap_retain_count as usize,
+            purge_interval_hours: cfg.purge_interval_hours,
+        },
+        move |z| {
+            let _ = purge_tx.send(z);
+        },
+    );
     let member = Member {
         peer,
         store,
@@ -185,8 +199,10 @@ pub(crate) async fn start(cfg: Arc<Config>) -> Result<Started, ServerError> {
         unlogged: Vec::new(),
         syncs: HashMap::new(),
         next_sync: 1,
+        purges,
     };
-    let core = Core::with_repl(cfg.clone(), Repl::Member(Box::new(member)), tree, ens.my_id as i64);
+    let core = Core::with_repl(cfg.clone(), Repl::Member(Box::new(member)), tree, ens.my_id as i64)
+        .with_snapshots(snapshotter);
     Ok(Started { core, inbox })
 }
 
@@ -470,9 +486,18 @@ impl Core {
                 self.execute(a);
             }
             if !self.flush_log() {
-                return;
+                break;
             }
         }
+        let m = self.member().expect("member");
+        while let Ok(z) = m.purges.try_recv() {
+            match m.store.purge_through(z) {
+                Ok(()) => tracing::debug!(zxid = format_args!("{z:#x}"), "purged log segments"),
+                Err(e) => tracing::warn!(error = %e, "purging old log segments failed"),
+            }
+        }
+        let durable = m.store.synced_zxid();
+        self.maybe_snapshot(durable);
     }
 
     /// Appends and syncs what the turn logged; tells the peer. False if there was nothing.

@@ -162,7 +162,7 @@ impl Server {
                 retain: cfg.snap_retain_count as usize,
                 purge_interval_hours: cfg.purge_interval_hours,
             },
-            &writer,
+            writer.purger(),
         );
         let core = Core::recovered(cfg.clone(), Box::new(writer), tree).with_snapshots(snapshotter);
         let addr = SocketAddr::new(cfg.client_port_address, cfg.client_port);

@@ -138,6 +138,16 @@ impl ReplicaStore {
         Ok(self.log.synced_zxid())
     }
 
+    /// The zxid the log is durable through.
+    pub fn synced_zxid(&self) -> Zxid {
+        self.log.synced_zxid()
+    }
+
+    /// Deletes log segments holding only records up to `zxid` (a snapshot covers them).
+    pub fn purge_through(&mut self, zxid: Zxid) -> Result<(), ReplicaError> {
+        Ok(self.log.purge_through(zxid)?)
+    }
+
     /// Cuts the log after `zxid` and rebuilds the tree from disk (what was cut had been
     /// loaded into memory by recovery).
     pub fn truncate(&mut self, zxid: Zxid) -> Result<DataTree, ReplicaError> {

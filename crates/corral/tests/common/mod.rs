@@ -5,6 +5,10 @@
 //! `CORRAL_TEST_TARGET=zookeeper` it is Apache ZooKeeper (the Debian `zookeeper` package,
 //! `/usr/share/java/zookeeper.jar`) instead, so the same tests can be checked against the
 //! real thing.
+//!
+//! With `CORRAL_TEST_ENSEMBLE=N` (N > 1) every server is an ensemble of N Corral members
+//! instead: the `zookeeper-client` clients of [`Server::connect`] get every member in their
+//! connect string, while raw connections and four-letter words go to member 1.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
@@ -38,6 +42,26 @@ pub fn is_zookeeper() -> bool {
     target() == Target::ZooKeeper
 }
 
+/// Members per server (`CORRAL_TEST_ENSEMBLE`); 1 is a standalone server.
+pub fn ensemble_size() -> usize {
+    std::env::var("CORRAL_TEST_ENSEMBLE").ok().and_then(|v| v.parse().ok()).filter(|&n| n > 1).unwrap_or(1)
+}
+
+/// Members 2..N of an ensemble: their processes and client ports.
+struct OtherMembers {
+    children: Vec<Child>,
+    ports: Vec<u16>,
+}
+
+impl Drop for OtherMembers {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A running server process, killed (and reaped) on drop.
@@ -47,6 +71,7 @@ pub struct Server {
     dir: tempfile::TempDir,
     stderr_path: PathBuf,
     cfg_lines: Vec<String>,
+    others: Option<OtherMembers>,
 }
 
 impl Server {
@@ -83,24 +108,62 @@ impl Server {
         let stderr = std::fs::File::create(&stderr_path).map_err(|e| e.to_string())?;
         let cfg_path = dir.path().join("zoo.cfg");
 
-        let mut cmd = match target() {
-            Target::Corral => {
-                let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
-                cmd.arg("server").arg("--port").arg(port.to_string()).arg("--data-dir").arg(&data_dir);
-                // Like the ZooKeeper target, every four-letter word is enabled unless the
-                // test says otherwise.
-                let mut text = String::new();
-                if !cfg_lines.iter().any(|l| l.trim_start().starts_with("4lw.commands.whitelist")) {
-                    text.push_str("4lw.commands.whitelist=*\n");
-                }
-                for l in cfg_lines {
-                    text.push_str(l);
-                    text.push('\n');
-                }
-                std::fs::write(&cfg_path, text).map_err(|e| e.to_string())?;
-                cmd.arg("--config").arg(&cfg_path);
-                cmd
+        let n = if target() == Target::Corral { ensemble_size() } else { 1 };
+        // An ensemble: one set of server.N lines for every member; member 1 uses `port`.
+        let peer_ports: Vec<u16> = (0..2 * n).map(|_| free_port()).collect();
+        let client_ports: Vec<u16> = std::iter::once(port).chain((1..n).map(|_| free_port())).collect();
+        let ensemble_lines: Vec<String> = if n > 1 {
+            let mut v = vec!["initLimit=10".to_string(), "syncLimit=5".to_string()];
+            v.extend((0..n).map(|i| format!("server.{}=127.0.0.1:{}:{}", i + 1, peer_ports[2 * i], peer_ports[2 * i + 1])));
+            v
+        } else {
+            Vec::new()
+        };
+        let all_lines: Vec<&str> = cfg_lines.iter().copied().chain(ensemble_lines.iter().map(String::as_str)).collect();
+        let cfg_lines = &all_lines[..];
+        let corral_command = |port: u16, data_dir: &Path, cfg_path: &Path, id: usize| -> Result<Command, String> {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_corral"));
+            cmd.arg("server").arg("--port").arg(port.to_string()).arg("--data-dir").arg(data_dir);
+            // Like the ZooKeeper target, every four-letter word is enabled unless the
+            // test says otherwise.
+            let mut text = String::new();
+            if !cfg_lines.iter().any(|l| l.trim_start().starts_with("4lw.commands.whitelist")) {
+                text.push_str("4lw.commands.whitelist=*\n");
             }
+            for l in cfg_lines {
+                text.push_str(l);
+                text.push('\n');
+            }
+            std::fs::write(cfg_path, text).map_err(|e| e.to_string())?;
+            if n > 1 {
+                std::fs::write(data_dir.join("myid"), format!("{id}\n")).map_err(|e| e.to_string())?;
+            }
+            cmd.arg("--config").arg(cfg_path);
+            Ok(cmd)
+        };
+        let mut others = None;
+        if n > 1 {
+            let mut children = Vec::new();
+            for id in 2..=n {
+                let d = dir.path().join(format!("m{id}"));
+                std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
+                let log = std::fs::File::create(d.join("server.stderr")).map_err(|e| e.to_string())?;
+                let mut cmd = corral_command(client_ports[id - 1], &d, &d.join("zoo.cfg"), id)?;
+                cmd.stdin(Stdio::null()).stdout(Stdio::from(log.try_clone().unwrap())).stderr(Stdio::from(log));
+                // SAFETY: prctl in the child before exec, as for member 1 below.
+                unsafe {
+                    cmd.pre_exec(|| {
+                        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                        Ok(())
+                    });
+                }
+                children.push(cmd.spawn().map_err(|e| format!("spawn failed: {e}"))?);
+            }
+            others = Some(OtherMembers { children, ports: client_ports[1..].to_vec() });
+        }
+
+        let mut cmd = match target() {
+            Target::Corral => corral_command(port, &data_dir, &cfg_path, 1)?,
             Target::ZooKeeper => zookeeper_command(port, &data_dir, &cfg_path, cfg_lines)?,
         };
         cmd.stdin(Stdio::null()).stdout(Stdio::from(stderr.try_clone().unwrap())).stderr(Stdio::from(stderr));
@@ -120,6 +183,7 @@ impl Server {
             dir,
             stderr_path,
             cfg_lines: cfg_lines.iter().map(|s| s.to_string()).collect(),
+            others,
         };
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
@@ -144,6 +208,12 @@ impl Server {
     }
 
     fn ready(&self) -> bool {
+        if let Some(o) = &self.others {
+            // Every member serves sessions (a leader is established).
+            return std::iter::once(self.port)
+                .chain(o.ports.iter().copied())
+                .all(|p| blocking_handshake_ok(&format!("127.0.0.1:{p}")));
+        }
         if four_letter_at(&self.addr(), "ruok").ok().as_deref() != Some("imok") {
             return false;
         }
@@ -160,6 +230,12 @@ impl Server {
 
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The connect string naming every member (just [`Server::addr`] when standalone).
+    pub fn hosts(&self) -> String {
+        let others = self.others.as_ref().map(|o| o.ports.clone()).unwrap_or_default();
+        std::iter::once(self.port).chain(others).map(|p| format!("127.0.0.1:{p}")).collect::<Vec<_>>().join(",")
     }
 
     pub fn socket_addr(&self) -> SocketAddr {
@@ -185,10 +261,10 @@ impl Server {
     }
 
     pub async fn connect_with(&self, connector: zk::Connector) -> zk::Client {
-        match tokio::time::timeout(Duration::from_secs(15), connector.connect(&self.addr())).await {
+        match tokio::time::timeout(Duration::from_secs(15), connector.connect(&self.hosts())).await {
             Ok(Ok(c)) => c,
-            Ok(Err(e)) => panic!("connect to {} failed: {e}; server stderr tail:\n{}", self.addr(), self.stderr_tail()),
-            Err(_) => panic!("connect to {} timed out; server stderr tail:\n{}", self.addr(), self.stderr_tail()),
+            Ok(Err(e)) => panic!("connect to {} failed: {e}; server stderr tail:\n{}", self.hosts(), self.stderr_tail()),
+            Err(_) => panic!("connect to {} timed out; server stderr tail:\n{}", self.hosts(), self.stderr_tail()),
         }
     }
 
