@@ -36,6 +36,7 @@ impl Member {
             .args(["server", "--config"])
             .arg(&self.cfg)
             .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
             .process_group(0)
@@ -72,6 +73,28 @@ impl Member {
 
     fn mode(&self) -> Option<String> {
         self.status().map(|s| s.0)
+    }
+
+    /// Bytes logged so far (a mark for [`Member::log_since`]).
+    fn log_len(&self) -> usize {
+        std::fs::metadata(self.dir.join("stderr.log")).map_or(0, |m| m.len() as usize)
+    }
+
+    /// What the member logged after `mark`.
+    fn log_since(&self, mark: usize) -> String {
+        let s = std::fs::read(self.dir.join("stderr.log")).unwrap_or_default();
+        String::from_utf8_lossy(&s[mark.min(s.len())..]).into_owned()
+    }
+
+    /// How this member (as leader) synced member `to` in what it logged after `mark`:
+    /// "DIFF", "TRUNC" or "SNAP", in order.
+    fn syncs_to(&self, to: u64, mark: usize) -> Vec<String> {
+        self.log_since(mark)
+            .lines()
+            .filter(|l| l.contains(&format!("to={to}")))
+            .filter_map(|l| l.split("syncing a learner by ").nth(1))
+            .map(|rest| rest.split_whitespace().next().unwrap_or_default().to_string())
+            .collect()
     }
 
     fn stderr_tail(&self) -> String {
@@ -133,6 +156,13 @@ impl Ensemble {
         }
         e.wait_serving(Duration::from_secs(30));
         e
+    }
+
+    /// Indexes of the running members that follow.
+    fn followers(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|&i| self.members[i].child.is_some() && self.members[i].mode().as_deref() == Some("follower"))
+            .collect()
     }
 
     fn hosts(&self) -> String {
@@ -401,4 +431,133 @@ async fn stopped_minorities_and_majorities_and_an_observer_that_never_counts() {
             assert_eq!(got.get(name).map(Vec::as_slice), Some(v.as_bytes()), "member {} lost /load/{name}", m.id);
         }
     }
+}
+
+/// Creates `/load/<prefix>-<i>` for `i` in `0..n` through `client`, 64 at a time; panics
+/// on any failure.
+async fn write_many(client: &zk::Client, prefix: &str, n: usize) {
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..n {
+        let (client, path) = (client.clone(), format!("/load/{prefix}-{i:05}"));
+        set.spawn(async move { client.create(&path, path.as_bytes(), &persistent()).await.map(|_| ()) });
+        while set.len() >= 64 {
+            set.join_next().await.unwrap().unwrap().unwrap();
+        }
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap().unwrap();
+    }
+}
+
+/// Waits until every running member has the same `/load`, and returns it.
+async fn converged_contents(e: &Ensemble) -> BTreeMap<String, Vec<u8>> {
+    e.wait_serving(Duration::from_secs(30));
+    e.wait_converged(Duration::from_secs(30));
+    let mut seen = Vec::new();
+    for m in e.members.iter().filter(|m| m.child.is_some()) {
+        seen.push((m.id, contents(m).await));
+    }
+    for (id, s) in &seen {
+        assert_eq!(s, &seen[0].1, "member {id} differs from member {}", seen[0].0);
+    }
+    seen.swap_remove(0).1
+}
+
+/// (b): a follower that missed a few writes catches up by DIFF; one that missed more than
+/// the leader's window (500 transactions) by SNAP; a former leader holding proposals
+/// nobody else logged is cut back by TRUNC, and those writes (never acknowledged) are
+/// gone everywhere. Every time, all members converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restarted_members_catch_up_by_diff_snap_and_trunc() {
+    let mut e = Ensemble::start(3, 0);
+    let l = e.leader();
+    let to_leader = connect(&e.members[l].addr()).await;
+    to_leader.create("/load", b"", &persistent()).await.unwrap();
+    let f = e.followers()[0];
+    let f_id = e.members[f].id;
+
+    // DIFF: down for a few writes.
+    e.members[f].kill();
+    write_many(&to_leader, "diff", 30).await;
+    let mark = e.members[l].log_len();
+    e.members[f].start();
+    let got = converged_contents(&e).await;
+    assert_eq!(got.keys().filter(|k| k.starts_with("diff-")).count(), 30);
+    assert_eq!(e.members[l].syncs_to(f_id, mark), ["DIFF"]);
+
+    // SNAP: down for more than the leader's in-memory window.
+    e.members[f].kill();
+    write_many(&to_leader, "snap", 700).await;
+    let mark = e.members[l].log_len();
+    e.members[f].start();
+    let got = converged_contents(&e).await;
+    assert_eq!(got.keys().filter(|k| k.starts_with("snap-")).count(), 700);
+    assert_eq!(e.members[l].syncs_to(f_id, mark), ["SNAP"]);
+
+    // TRUNC: with both followers stopped, the leader logs proposals nobody else has until
+    // it notices it lost its quorum. Then everyone dies; the followers elect a new leader
+    // without that tail, and the old leader comes back to be cut.
+    let others = e.followers();
+    for &o in &others {
+        e.members[o].signal(libc::SIGSTOP);
+    }
+    let doomed = {
+        let c = to_leader.clone();
+        tokio::spawn(async move {
+            let mut acked = 0;
+            for i in 0..20 {
+                let p = format!("/load/doomed-{i}");
+                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), c.create(&p, b"", &persistent())).await {
+                    acked += 1;
+                }
+            }
+            acked
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while e.members[l].mode().is_some() {
+        assert!(Instant::now() < deadline, "the lone leader did not give up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for &o in &others {
+        e.members[o].kill();
+    }
+    let old_id = e.members[l].id;
+    e.members[l].kill();
+    assert_eq!(doomed.await.unwrap(), 0, "a write was acknowledged without a quorum");
+    drop(to_leader);
+    for &o in &others {
+        e.members[o].start();
+    }
+    e.wait_serving(Duration::from_secs(30));
+    let n = e.leader();
+    let c = connect(&e.members[n].addr()).await;
+    write_many(&c, "after", 10).await;
+    let mark = e.members[n].log_len();
+    e.members[l].start();
+    let got = converged_contents(&e).await;
+    assert_eq!(e.members[n].syncs_to(old_id, mark), ["TRUNC"]);
+    assert!(!got.keys().any(|k| k.starts_with("doomed-")), "an unacknowledged, uncommitted write survived");
+    assert_eq!(got.keys().filter(|k| k.starts_with("after-")).count(), 10);
+}
+
+/// A five-member ensemble loses two members, the leader among them, and goes on; they
+/// come back and all five converge.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_members_survive_the_loss_of_two() {
+    let mut e = Ensemble::start(5, 0);
+    let c = connect(&e.hosts()).await;
+    c.create("/load", b"", &persistent()).await.unwrap();
+    write_many(&c, "before", 100).await;
+    let l = e.leader();
+    let f = e.followers()[0];
+    e.members[l].kill();
+    e.members[f].kill();
+    e.wait_serving(Duration::from_secs(30));
+    write_many(&c, "during", 100).await;
+    e.members[l].start();
+    e.members[f].start();
+    let got = converged_contents(&e).await;
+    assert_eq!(got.len(), 200);
+    assert_eq!(e.members.iter().filter(|m| m.mode().as_deref() == Some("follower")).count(), 4);
 }
