@@ -22,22 +22,6 @@ enum Command {
     /// Print and verify what a server wrote to disk (changes nothing).
     #[command(subcommand)]
     Inspect(InspectCommand),
-    /// Development: run only the replication (Zab) of an ensemble member, no clients.
-    #[command(hide = true)]
-    ZabMember(MemberArgs),
-}
-
-#[derive(Parser)]
-struct MemberArgs {
-    /// A zoo.cfg describing the ensemble; myid is read from its dataDir.
-    #[arg(long, value_name = "FILE")]
-    config: PathBuf,
-    /// Test writes to propose while leading, over the process's life.
-    #[arg(long, default_value_t = 0)]
-    writes: u64,
-    /// Interval between test writes, in milliseconds.
-    #[arg(long, default_value_t = 20)]
-    write_every_ms: u64,
 }
 
 #[derive(Subcommand)]
@@ -83,7 +67,6 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server(args),
-        Command::ZabMember(args) => zab_member(args),
         Command::Inspect(InspectCommand::Log { path, json }) => ExitCode::from(inspect::log(&path, json) as u8),
         Command::Inspect(InspectCommand::Snapshot { path, json }) => {
             ExitCode::from(inspect::snapshot(&path, json) as u8)
@@ -162,32 +145,3 @@ fn server(args: ServerArgs) -> ExitCode {
     })
 }
 
-fn zab_member(args: MemberArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
-    let mut cfg = match Config::parse_file(&args.config) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("corral: {}: {e}", args.config.display());
-            return ExitCode::from(2);
-        }
-    };
-    if let Err(e) = cfg.load_my_id() {
-        eprintln!("corral: {e}");
-        return ExitCode::from(2);
-    }
-    if cfg.ensemble.is_none() {
-        eprintln!("corral: {} does not describe an ensemble", args.config.display());
-        return ExitCode::from(2);
-    }
-    let opts = corral_server::member::MemberOptions { writes: args.writes, write_every_ms: args.write_every_ms };
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    match rt.block_on(corral_server::member::run(cfg, opts)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("corral: {e}");
-            ExitCode::from(1)
-        }
-    }
-}

@@ -21,10 +21,9 @@
 //! A disk error ends the process: a member that cannot record what it promised must not
 //! go on voting.
 
-use crate::config::Config;
+use crate::config::{Config, Ensemble};
 use crate::core::{ConnId, Core, Done, Msg, Queued, Repl};
 use crate::encode;
-use crate::member::{settings, HISTORY_WINDOW};
 use crate::quorum::{self, Inbound, Transport};
 use crate::replica::{self, ReplicaDirs, ReplicaError, ReplicaStore};
 use crate::ServerError;
@@ -33,11 +32,31 @@ use corral_proto::{ErrorCode, Id, OpCode, Reader, Writer};
 use corral_tree::{Caller, DataTree, Txn};
 use corral_zab::message::{Message, Txn as ZabTxn};
 use corral_zab::peer::{Action, Peer, Role};
-use corral_zab::Zxid;
+use corral_zab::election::Timing;
+use corral_zab::peer::Settings;
+use corral_zab::{Voters, Zxid};
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
+
+/// Committed transactions a leader keeps in memory to sync learners by DIFF (ZooKeeper's
+/// committedLog holds 500); a learner further behind gets a snapshot.
+pub const HISTORY_WINDOW: usize = 500;
+
+/// Zab's settings from the ensemble configuration.
+fn settings(cfg: &Config, ens: &Ensemble) -> Settings {
+    Settings {
+        id: ens.my_id,
+        voters: Voters::new(ens.voters().map(|s| s.id)),
+        members: ens.servers.iter().map(|s| s.id).collect(),
+        tick_ms: cfg.tick_time_ms as u64,
+        init_limit: ens.init_limit,
+        sync_limit: ens.sync_limit,
+        election: Timing::default(),
+        history_window: HISTORY_WINDOW,
+    }
+}
 
 /// Client messages or quorum messages handled in one turn before the turn's appends are
 /// synced: a bound on how long a turn holds replies back.

@@ -9,13 +9,10 @@
 //! - `fourlw`: the text of the four-letter words.
 //! - `encode`: reply and notification frames.
 //! - [`quorum`]: connections between ensemble members (election and quorum links), the
-//!   network `corral-zab` will run on. Not used by the standalone server.
-//! - [`replica`]: a Zab member's disk and tree — the storage side of the Zab actions
-//!   (epochs and their 1653 repair, appends, TRUNC, installing and sending snapshots,
-//!   applying). Not used by the standalone server yet.
-//! - `ensemble`: the client service of an ensemble member, the core running on Zab.
-//! - [`member`]: an ensemble member running Zab alone with no client service
-//!   (`corral zab-member`), to test replication end to end.
+//!   network `corral-zab` runs on.
+//! - [`replica`]: a Zab member's disk — the storage side of the Zab actions (epochs and
+//!   their 1653 repair, appends, TRUNC, installing and sending snapshots).
+//! - `ensemble`: an ensemble member: the core running on Zab (docs/zab.md).
 //!
 //! [`Server::bind`] then [`Server::run`] start a standalone server, or an ensemble member
 //! when `zoo.cfg` describes an ensemble (see [`config`] and docs/zab.md).
@@ -29,7 +26,6 @@ mod ensemble;
 mod fourlw;
 pub mod quorum;
 pub mod replica;
-pub mod member;
 
 use crate::config::Config;
 use crate::core::Core;
