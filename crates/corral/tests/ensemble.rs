@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{four_letter_at, zk};
+use common::{body_create, body_path, four_letter_at, op, zk, RawConn};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
@@ -560,4 +560,80 @@ async fn five_members_survive_the_loss_of_two() {
     let got = converged_contents(&e).await;
     assert_eq!(got.len(), 200);
     assert_eq!(e.members.iter().filter(|m| m.mode().as_deref() == Some("follower")).count(), 4);
+}
+
+/// Replies keep request order on a follower even when a `sync` waits for the leader while
+/// the session's later writes are forwarded: a raw connection pipelines sync / create
+/// pairs while another client keeps the leader busy, and every reply must come back in
+/// the order sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_keep_request_order_across_syncs_and_forwarded_writes() {
+    let e = Ensemble::start(3, 0);
+    let f = e.followers()[0];
+    let busy = connect(&e.members[e.leader()].addr()).await;
+    busy.create("/load", b"", &persistent()).await.unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = {
+        let (busy, stop) = (busy.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut set = tokio::task::JoinSet::new();
+                for _ in 0..32 {
+                    let (b, p) = (busy.clone(), format!("/load/busy-{i}"));
+                    i += 1;
+                    set.spawn(async move { b.create(&p, b"", &persistent()).await.is_ok() });
+                }
+                while set.join_next().await.is_some() {}
+            }
+        })
+    };
+    let mut raw = RawConn::connect(&e.members[f].addr()).await;
+    raw.handshake(10_000, 0, &[0; 16]).await.expect("a session on the follower");
+    let pairs = 300;
+    for i in 0..pairs {
+        raw.send(2 * i + 1, op::SYNC, &body_path("/load")).await;
+        raw.send(2 * i + 2, op::CREATE, &body_create(&format!("/load/raw-{i}"), b"", 0)).await;
+    }
+    let mut xids = Vec::new();
+    while xids.len() < 2 * pairs as usize {
+        let frame = raw.read_frame(Duration::from_secs(20)).await.expect("a reply");
+        let xid = i32::from_be_bytes(frame[0..4].try_into().unwrap());
+        let err = i32::from_be_bytes(frame[12..16].try_into().unwrap());
+        assert_eq!(err, 0, "request {xid} failed");
+        xids.push(xid);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    flood.await.unwrap();
+    let expected: Vec<i32> = (1..=2 * pairs).collect();
+    assert_eq!(xids, expected, "replies out of request order");
+}
+
+/// A session whose client dies on a follower expires at the leader (the follower stops
+/// reporting it), and its ephemeral node vanishes on every member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_clients_session_on_a_follower_expires_everywhere() {
+    let e = Ensemble::start(3, 0);
+    let f = e.followers()[0];
+    let connector = zk::Client::connector().with_session_timeout(Duration::from_millis(1000)).with_detached();
+    let dying = connector.connect(&e.members[f].addr()).await.unwrap();
+    dying.create("/eph", b"", &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all())).await.unwrap();
+    // Alive while its client is: it outlives several timeouts.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let observer = connect(&e.members[e.leader()].addr()).await;
+    assert!(observer.check_stat("/eph").await.unwrap().is_some(), "a live session expired");
+    let gone = Instant::now();
+    drop(dying); // detached: no closeSession, the connection just ends
+    for m in &e.members {
+        let c = connect(&m.addr()).await;
+        loop {
+            c.sync("/").await.unwrap();
+            if c.check_stat("/eph").await.unwrap().is_none() {
+                break;
+            }
+            assert!(gone.elapsed() < Duration::from_secs(15), "/eph outlived its dead client on member {}", m.id);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    eprintln!("expired {} ms after its client went", gone.elapsed().as_millis());
 }

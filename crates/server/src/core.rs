@@ -139,6 +139,9 @@ pub(crate) struct Session {
     pub expires_at: Instant,
     /// Writes of this session proposed and not yet applied.
     pub(crate) pending_writes: usize,
+    /// Its `sync`s waiting for Zab (ensemble members): everything after one waits, writes
+    /// too, so that replies go out in request order.
+    pub(crate) syncing: usize,
     /// Requests that must wait for those writes (reads, and anything after them).
     queue: VecDeque<Queued>,
     /// Its closeSession is proposed: it takes no more requests and cannot be resumed,
@@ -147,6 +150,9 @@ pub(crate) struct Session {
     /// On an ensemble learner: what to do when each write this session forwarded to the
     /// leader comes back applied, by cxid, in the order they were forwarded.
     pub(crate) forwarded: VecDeque<(i32, Done)>,
+    /// On an ensemble leader: the member whose connection serves the session, the only
+    /// one whose writes for it are taken (ZooKeeper's session owner); `None` until known.
+    pub(crate) owner: Option<u64>,
 }
 
 impl Session {
@@ -158,15 +164,18 @@ impl Session {
             ids,
             expires_at: Instant::now() + Duration::from_millis(timeout_ms.max(0) as u64),
             pending_writes: 0,
+            syncing: 0,
             queue: VecDeque::new(),
             closing: false,
             forwarded: VecDeque::new(),
+            owner: None,
         }
     }
 
     /// Forgets what the session's connection had in flight (it is being closed).
     pub(crate) fn reset(&mut self) {
         self.pending_writes = 0;
+        self.syncing = 0;
         self.queue.clear();
         self.forwarded.clear();
         self.closing = false;
@@ -345,7 +354,7 @@ impl Core {
                 let stats = ConnStats { established_ms: now_ms(), last_op: "NA", last_cxid: -1, last_zxid: -1, ..Default::default() };
                 self.conns.insert(conn, Conn { addr, session: None, out: None, shared, stats });
             }
-            Msg::Connect { conn, addr, req, out, reply } => self.connect(conn, addr, req, out, reply),
+            Msg::Connect { conn, addr, req, out, reply } => self.connect(conn, addr, req, out, reply, false),
             Msg::Request { conn, xid, op, req, raw } => self.request(conn, xid, op, req, raw),
             Msg::Closed { conn } => self.closed(conn),
             Msg::FourLetter { cmd, reply } => {
@@ -485,6 +494,16 @@ impl Core {
                 let _ = reply.send(if accepted { Handshake::Accepted(frame) } else { Handshake::Refused(None) });
             }
             Done::Close { conn, xid } => {
+                if let TxnResult::Error(e) = result {
+                    // Refused by an ensemble's leader (the session moved on): it lives on.
+                    self.send(conn, encode::error(xid, hdr.zxid, e));
+                    self.release(conn);
+                    self.close_conn(conn, true);
+                    if let Some(s) = self.sessions.get_mut(&hdr.session) {
+                        s.closing = false;
+                    }
+                    return;
+                }
                 // The session ends here, after the events of everything applied before.
                 self.tree.watches.remove_session(hdr.session);
                 self.sessions.remove(&hdr.session);
@@ -516,7 +535,7 @@ impl Core {
         loop {
             let Some(s) = self.sessions.get_mut(&session) else { return };
             let Some(front) = s.queue.front() else { return };
-            if s.pending_writes > 0 && !is_write(front.op, &front.req) {
+            if s.syncing > 0 || (s.pending_writes > 0 && !is_write(front.op, &front.req)) {
                 return;
             }
             let q = s.queue.pop_front().expect("checked");
@@ -579,14 +598,34 @@ impl Core {
         }
     }
 
-    fn connect(&mut self, conn: ConnId, addr: SocketAddr, req: ConnectRequest, out: OutTx, reply: oneshot::Sender<Handshake>) {
+    /// A handshake. `revalidated`: an ensemble learner has synced with the leader since
+    /// it arrived, so a session it does not know is truly gone.
+    pub(crate) fn connect(
+        &mut self,
+        conn: ConnId,
+        addr: SocketAddr,
+        req: ConnectRequest,
+        out: OutTx,
+        reply: oneshot::Sender<Handshake>,
+        revalidated: bool,
+    ) {
         if !self.serving() {
             // An ensemble member between leaders: the client tries another server.
             let _ = reply.send(Handshake::Refused(None));
             return;
         }
+        let resumed = req.session_id;
+        if resumed != 0 && !revalidated && self.is_learner() && !self.sessions.contains_key(&resumed) {
+            // Perhaps created or resumed elsewhere and not applied here yet: ask again
+            // once everything the leader committed is.
+            self.sync_then_connect(conn, addr, req, out, reply);
+            return;
+        }
         match self.handshake(conn, addr, req, out) {
             Ok(answer) => {
+                if resumed != 0 && matches!(answer, Handshake::Accepted(_)) {
+                    self.session_attached(resumed);
+                }
                 let _ = reply.send(answer);
             }
             // The log takes no writes, so no session can be created: the client goes
@@ -604,6 +643,7 @@ impl Core {
                 if self.is_learner() {
                     self.forward_create_session(id, timeout_ms, passwd, done);
                 } else {
+                    self.session_attached(id);
                     self.propose(id, 0, Txn::CreateSession { timeout_ms, passwd }, done);
                 }
             }
@@ -769,7 +809,7 @@ impl Core {
         let q = Queued { conn, xid, op, req, raw };
         // A read waits for the session's writes in flight; anything waits behind what
         // already waits. A write with nothing waiting enters the pipeline at once.
-        if !s.queue.is_empty() || (s.pending_writes > 0 && !is_write(op, &q.req)) {
+        if !s.queue.is_empty() || s.syncing > 0 || (s.pending_writes > 0 && !is_write(op, &q.req)) {
             s.queue.push_back(q);
             return;
         }
@@ -790,6 +830,11 @@ impl Core {
             // No write can be recorded: the client sees connection loss.
             self.release(conn);
             self.close_conn(conn, true);
+            return;
+        }
+        if is_write(op, &req) && self.moved_away(session) {
+            // A stale connection of a session that moved to another member.
+            self.propose_write(session, conn, xid, Txn::Error(ErrorCode::SessionMoved), None);
             return;
         }
         let Some(s) = self.sessions.get(&session) else {

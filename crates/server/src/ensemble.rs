@@ -77,13 +77,21 @@ pub(crate) struct Member {
     next_sync: u64,
     /// Log purges the snapshot thread asks for (the log is ours to change).
     purges: std::sync::mpsc::Receiver<Zxid>,
+    /// When this learner last told the leader which sessions are alive.
+    last_touch_report: Instant,
 }
 
-struct PendingSync {
-    session: i64,
-    conn: ConnId,
-    xid: i32,
-    path: String,
+enum PendingSync {
+    /// A client's `sync`.
+    Client { session: i64, conn: ConnId, xid: i32, path: String },
+    /// A learner's handshake for a session it does not know, retried once synced.
+    Connect {
+        conn: ConnId,
+        addr: std::net::SocketAddr,
+        req: corral_proto::ConnectRequest,
+        out: crate::core::OutTx,
+        reply: tokio::sync::oneshot::Sender<crate::core::Handshake>,
+    },
 }
 
 /// What a learner's client service asks of the leader's, inside Zab's REQUEST. Its
@@ -97,6 +105,9 @@ pub(crate) enum Forward {
     CreateSession { session: i64, timeout_ms: i32, passwd: Vec<u8> },
     /// Sessions whose clients were heard from since the last report.
     Touch { sessions: Vec<i64> },
+    /// A session's client reconnected here: its writes now come from this learner
+    /// (ZooKeeper's REVALIDATE sets the session's owner the same way).
+    Attach { session: i64 },
 }
 
 impl Forward {
@@ -116,6 +127,9 @@ impl Forward {
                     w.i64(*s);
                 });
             }
+            Forward::Attach { session } => {
+                w.i32(4).i64(*session);
+            }
         }
         w.into_inner()
     }
@@ -132,6 +146,7 @@ impl Forward {
             },
             2 => Forward::CreateSession { session: r.read_i64()?, timeout_ms: r.read_i32()?, passwd: r.read_buffer()? },
             3 => Forward::Touch { sessions: r.read_vec(|r| r.read_i64())? },
+            4 => Forward::Attach { session: r.read_i64()? },
             _ => return Err(corral_proto::DecodeError::Invalid("unknown forwarded request kind")),
         };
         if r.remaining() != 0 {
@@ -219,6 +234,7 @@ pub(crate) async fn start(cfg: Arc<Config>) -> Result<Started, ServerError> {
         syncs: HashMap::new(),
         next_sync: 1,
         purges,
+        last_touch_report: Instant::now(),
     };
     let core = Core::with_repl(cfg.clone(), Repl::Member(Box::new(member)), tree, ens.my_id as i64)
         .with_snapshots(snapshotter);
@@ -352,9 +368,9 @@ impl Core {
         match m.peer.sync(id) {
             Ok(actions) => {
                 m.actions.extend(actions);
-                m.syncs.insert(id, PendingSync { session, conn, xid, path });
+                m.syncs.insert(id, PendingSync::Client { session, conn, xid, path });
                 if let Some(s) = self.sessions.get_mut(&session) {
-                    s.pending_writes += 1;
+                    s.syncing += 1;
                 }
             }
             Err(_) => {
@@ -365,16 +381,72 @@ impl Core {
     }
 
     fn on_synced(&mut self, id: u64) {
-        let Some(p) = self.member().and_then(|m| m.syncs.remove(&id)) else { return };
-        let frame = encode::reply(p.xid, self.tree.last_zxid(), ErrorCode::Ok, |w| {
-            w.string(&p.path);
-        });
-        self.send(p.conn, frame);
-        self.release(p.conn);
-        if let Some(s) = self.sessions.get_mut(&p.session) {
-            s.pending_writes = s.pending_writes.saturating_sub(1);
+        match self.member().and_then(|m| m.syncs.remove(&id)) {
+            None => {}
+            Some(PendingSync::Client { session, conn, xid, path }) => {
+                let frame = encode::reply(xid, self.tree.last_zxid(), ErrorCode::Ok, |w| {
+                    w.string(&path);
+                });
+                self.send(conn, frame);
+                self.release(conn);
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.syncing = s.syncing.saturating_sub(1);
+                }
+                self.drain(session);
+            }
+            Some(PendingSync::Connect { conn, addr, req, out, reply }) => {
+                self.connect(conn, addr, req, out, reply, true);
+            }
         }
-        self.drain(p.session);
+    }
+
+    /// (Learner) a handshake for a session not applied here yet: answered once everything
+    /// the leader had committed is.
+    pub(crate) fn sync_then_connect(
+        &mut self,
+        conn: ConnId,
+        addr: std::net::SocketAddr,
+        req: corral_proto::ConnectRequest,
+        out: crate::core::OutTx,
+        reply: tokio::sync::oneshot::Sender<crate::core::Handshake>,
+    ) {
+        let m = self.member().expect("learners are members");
+        let id = m.next_sync;
+        m.next_sync += 1;
+        match m.peer.sync(id) {
+            Ok(actions) => {
+                m.actions.extend(actions);
+                m.syncs.insert(id, PendingSync::Connect { conn, addr, req, out, reply });
+            }
+            Err(_) => {
+                let _ = reply.send(crate::core::Handshake::Refused(None));
+            }
+        }
+    }
+
+    /// A session's client is now connected here. A learner tells the leader; the leader
+    /// notes itself as the session's owner.
+    pub(crate) fn session_attached(&mut self, session: i64) {
+        match self.zab_role() {
+            Some(Role::Leading { .. }) => {
+                let me = self.member().expect("member").peer.id();
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.owner = Some(me);
+                }
+            }
+            Some(Role::Following { .. } | Role::Observing { .. }) => {
+                self.forward(Forward::Attach { session }, None);
+            }
+            _ => {}
+        }
+    }
+
+    /// (Leader) whether a session's client has moved to another member: writes from its
+    /// old connection here are refused with SessionMoved.
+    pub(crate) fn moved_away(&mut self, session: i64) -> bool {
+        let Some(Role::Leading { .. }) = self.zab_role() else { return false };
+        let me = self.member().expect("member").peer.id();
+        self.sessions.get(&session).and_then(|s| s.owner).is_some_and(|o| o != me)
     }
 
     /// (Leader) a learner's client service asked for something.
@@ -395,11 +467,21 @@ impl Core {
                     }
                 }
             }
+            Forward::Attach { session } => {
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.owner = Some(from);
+                    // A connection of it here is stale now.
+                    if let Some(conn) = s.conn {
+                        self.close_conn(conn, true);
+                    }
+                }
+            }
             Forward::CreateSession { session, timeout_ms, passwd } => {
                 // In the table now, so the session's first requests find it.
                 self.sessions
                     .entry(session)
-                    .or_insert_with(|| crate::core::Session::new(passwd.clone(), timeout_ms, None, Arc::default()));
+                    .or_insert_with(|| crate::core::Session::new(passwd.clone(), timeout_ms, None, Arc::default()))
+                    .owner = Some(from);
                 self.propose(session, 0, Txn::CreateSession { timeout_ms, passwd }, Done::Nothing);
             }
             Forward::Write { session, cxid, op, ids, body } => {
@@ -410,6 +492,12 @@ impl Core {
                     self.propose(session, cxid, Txn::Error(ErrorCode::SessionExpired), Done::Nothing);
                     return;
                 };
+                if s.owner.is_some_and(|o| o != from) {
+                    // Sent before the client moved to another member, which now owns it.
+                    self.propose(session, cxid, Txn::Error(ErrorCode::SessionMoved), Done::Nothing);
+                    return;
+                }
+                s.owner = Some(from);
                 s.expires_at = s.expires_at.max(now + Duration::from_millis(s.timeout_ms.max(0) as u64));
                 if op == OpCode::CloseSession as i32 {
                     s.closing = true;
@@ -428,17 +516,17 @@ impl Core {
     }
 
     /// (Learner) tells the leader which sessions are alive here: those whose connection
-    /// was heard from within their timeout.
+    /// was heard from since the last report. The leader counts their timeout from the
+    /// report, so a dead client's session ends at most a report interval late.
     fn report_sessions(&mut self) {
         let now = Instant::now();
+        let since = std::mem::replace(&mut self.member().expect("member").last_touch_report, now);
+        // `last_heard` has millisecond steps: a little overlap rather than a gap.
+        let since = since.checked_sub(Duration::from_millis(2)).unwrap_or(since);
         let alive: Vec<i64> = self
             .sessions
             .iter()
-            .filter(|(_, s)| {
-                s.conn.and_then(|c| self.conns.get(&c)).is_some_and(|c| {
-                    c.shared.last_heard() + Duration::from_millis(s.timeout_ms.max(0) as u64) > now
-                })
-            })
+            .filter(|(_, s)| s.conn.and_then(|c| self.conns.get(&c)).is_some_and(|c| c.shared.last_heard() >= since))
             .map(|(id, _)| *id)
             .collect();
         if !alive.is_empty() {
@@ -504,7 +592,7 @@ impl Core {
             while let Some(a) = self.member().and_then(|m| m.actions.pop_front()) {
                 self.execute(a);
             }
-            if !self.flush_log() {
+            if !self.flush_log(true) {
                 break;
             }
         }
@@ -515,27 +603,41 @@ impl Core {
                 Err(e) => tracing::warn!(error = %e, "purging old log segments failed"),
             }
         }
-        let durable = m.store.synced_zxid();
-        self.maybe_snapshot(durable);
+        // A snapshot holds only what is committed and durable here: never a tree rebuilt
+        // from a log with an uncommitted tail (between leaders).
+        if !matches!(m.role, Role::Looking) {
+            let through = m.store.synced_zxid().min(m.peer.committed());
+            self.maybe_snapshot(through);
+        }
     }
 
-    /// Appends and syncs what the turn logged; tells the peer. False if there was nothing.
-    fn flush_log(&mut self) -> bool {
+    /// Appends and syncs what the turn logged, and (`report`) tells the peer. False if
+    /// there was nothing. Before a `Truncate`, `InstallSnapshot` or `Recover` the peer is
+    /// not told: its contract discards reports of appends from before those.
+    fn flush_log(&mut self, report: bool) -> bool {
         let m = self.member().expect("member");
         if m.unlogged.is_empty() {
             return false;
         }
         let txns = std::mem::take(&mut m.unlogged);
         let through = m.store.append(&txns).unwrap_or_else(|e| fatal(e));
-        let more = m.peer.logged(through);
-        m.actions.extend(more);
+        if report {
+            let more = m.peer.logged(through);
+            m.actions.extend(more);
+        }
         true
     }
 
     fn execute(&mut self, a: Action) {
         // Whatever changes the disk or the tree comes after the turn's appends.
-        if !matches!(a, Action::Send { .. } | Action::Append(_) | Action::Apply(_) | Action::Forwarded { .. } | Action::Synced { .. }) {
-            self.flush_log();
+        match a {
+            Action::Send { .. } | Action::Append(_) | Action::Apply(_) | Action::Forwarded { .. } | Action::Synced { .. } => {}
+            Action::Truncate(_) | Action::InstallSnapshot { .. } | Action::Recover => {
+                self.flush_log(false);
+            }
+            _ => {
+                self.flush_log(true);
+            }
         }
         let m = self.member().expect("member");
         match a {
@@ -693,6 +795,7 @@ mod tests {
             Forward::CreateSession { session: -5, timeout_ms: 30_000, passwd: vec![9; 16] },
             Forward::Touch { sessions: vec![1, 2, 3] },
             Forward::Touch { sessions: vec![] },
+            Forward::Attach { session: 42 },
         ];
         for f in all {
             let bytes = f.encode();

@@ -46,6 +46,11 @@ pub enum ServerError {
          (the myid file in dataDir)"
     )]
     NoMyId { servers: usize },
+    #[error(
+        "server.{id} in zoo.cfg: an ensemble member's id must be between 1 and 255 (it is the top \
+         byte of the session ids the member hands out), as ZooKeeper's documentation requires"
+    )]
+    IdTooLarge { id: u64 },
     #[error("cannot listen for ensemble members on {addr}: {source}")]
     Peer { addr: String, source: std::io::Error },
     #[error("cannot open this member's state: {0}")]
@@ -94,6 +99,9 @@ impl Server {
     pub async fn bind(mut cfg: Config) -> Result<Server, ServerError> {
         if cfg.describes_ensemble() || cfg.ensemble.is_some() {
             let Some(ens) = &cfg.ensemble else { return Err(ServerError::NoMyId { servers: cfg.servers.len() }) };
+            if let Some(s) = ens.servers.iter().find(|s| s.id > 255) {
+                return Err(ServerError::IdTooLarge { id: s.id });
+            }
             if let Some(client) = ens.me().client.clone() {
                 // `server.N=...;[addr:]port` names this member's client address.
                 cfg.client_port = client.port;
@@ -221,6 +229,18 @@ impl Server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn bind_refuses_member_ids_above_255() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Config::parse("initLimit=5\nsyncLimit=2\nserver.1=zoo1:12888:13888\nserver.300=zoo2:12888:13888\n")
+            .unwrap();
+        cfg.data_dir = dir.path().join("data");
+        cfg.set_my_id(1).unwrap();
+        let err = Server::bind(cfg).await.err().expect("an id above 255 must be refused");
+        assert!(matches!(err, ServerError::IdTooLarge { id: 300 }), "{err}");
+        assert!(!dir.path().join("data").exists(), "nothing may be created on disk");
+    }
 
     #[tokio::test]
     async fn bind_refuses_an_ensemble_whose_myid_was_not_read() {
