@@ -605,8 +605,9 @@ async fn replies_keep_request_order_across_syncs_and_forwarded_writes() {
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     flood.await.unwrap();
-    let expected: Vec<i32> = (1..=2 * pairs).collect();
-    assert_eq!(xids, expected, "replies out of request order");
+    if let Some(i) = (0..xids.len()).find(|&i| xids[i] != i as i32 + 1) {
+        panic!("replies out of request order: {:?} at position {i}", &xids[i.saturating_sub(2)..(i + 3).min(xids.len())]);
+    }
 }
 
 /// A session whose client dies on a follower expires at the leader (the follower stops
