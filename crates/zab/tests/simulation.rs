@@ -766,7 +766,10 @@ fn seeds() {
         run_seed(seed.parse().expect("CORRAL_SIM_SEED is a number"), true);
         return;
     }
-    let n: u64 = std::env::var("CORRAL_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(300);
+    // ./test.sh builds with optimisations: thousands of seeds there (about 10 s); a debug
+    // build, ten times slower, runs a tenth of them.
+    let default = if cfg!(debug_assertions) { 300 } else { 3000 };
+    let n: u64 = std::env::var("CORRAL_SIM_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(default);
     let mut total = Stats::default();
     for seed in 0..n {
         match std::panic::catch_unwind(|| run_seed(seed, false)) {
