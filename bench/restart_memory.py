@@ -65,6 +65,7 @@ DATA_LEN = 100
 OP_CREATE = 1
 OP_EXISTS = 3
 OP_GET_DATA = 4
+OP_SYNC = 9
 OP_CLOSE_SESSION = -11
 
 # world:anyone, all permissions, encoded once
@@ -193,15 +194,24 @@ class PipeConn:
         self.done = 0
 
 
-def populate(port: int, n: int, connections: int, window: int) -> dict:
+def populate(port: int | list[int], n: int, connections: int, window: int) -> dict:
+    """Creates n znodes over `connections` pipelined connections (`window` requests in
+    flight on each); with a list of ports (an ensemble), connection c goes to ports[c % len]."""
+    ports = port if isinstance(port, list) else [port]
+    port = ports[0]
     s = Session(port)
     s.create(b"/bench")
     for p in range(PARENTS):
         s.create(b"/bench/p%d" % p)
     s.close()
+    for other in ports[1:]:
+        # Another ensemble member sees the parents once it has synced with the leader.
+        s = Session(other)
+        s.call(OP_SYNC, Session._path(b"/bench"))
+        s.close()
 
     # connection c creates i = c, c+C, c+2C, ...  (every parent gets traffic from every conn)
-    conns = [PipeConn(port, range(c, n, connections)) for c in range(connections)]
+    conns = [PipeConn(ports[c % len(ports)], range(c, n, connections)) for c in range(connections)]
     sel = selectors.DefaultSelector()
     for c in conns:
         sel.register(c.sock, selectors.EVENT_READ | selectors.EVENT_WRITE, c)
