@@ -127,7 +127,9 @@ impl Ensemble {
             .map(|id| {
                 let i = (id - 1) as usize;
                 let role = if id > n - observers { ":observer" } else { "" };
-                format!("server.{id}=127.0.0.1:{}:{}{role}\n", ports[3 * i], ports[3 * i + 1])
+                // Each member's client address is on its server line, so the members'
+                // files differ only in dataDir.
+                format!("server.{id}=127.0.0.1:{}:{}{role};127.0.0.1:{}\n", ports[3 * i], ports[3 * i + 1], ports[3 * i + 2])
             })
             .collect();
         let members = (1..=n)
@@ -141,7 +143,7 @@ impl Ensemble {
                 std::fs::write(
                     &cfg,
                     format!(
-                        "tickTime=100\ninitLimit=20\nsyncLimit=10\nsnapCount=2000\ndataDir={}\nclientPort={port}\n\
+                        "tickTime=100\ninitLimit=20\nsyncLimit=10\nsnapCount=2000\ndataDir={}\n\
                          4lw.commands.whitelist=*\n{servers}",
                         dir.display()
                     ),
@@ -637,4 +639,35 @@ async fn a_dead_clients_session_on_a_follower_expires_everywhere() {
         }
     }
     eprintln!("expired {} ms after its client went", gone.elapsed().as_millis());
+}
+
+/// A member refuses a client that has seen a newer zxid than it holds (the client then
+/// tries another member), and accepts one that has not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_behind_the_client_refuses_it() {
+    let e = Ensemble::start(3, 0);
+    let c = connect(&e.hosts()).await;
+    c.create("/x", b"", &persistent()).await.unwrap();
+    let zxid = e.wait_converged(Duration::from_secs(30));
+    let f = &e.members[e.followers()[0]];
+    let handshake = |last_zxid_seen: i64| {
+        let addr = f.addr();
+        async move {
+            let mut w = common::corral_proto::Writer::frame();
+            common::corral_proto::ConnectRequest {
+                protocol_version: 0,
+                last_zxid_seen,
+                timeout_ms: 10_000,
+                session_id: 0,
+                passwd: vec![0; 16],
+                read_only: Some(false),
+            }
+            .encode(&mut w);
+            let mut raw = RawConn::connect(&addr).await;
+            raw.send_bytes(&w.finish_frame()).await.unwrap();
+            raw.read_frame(Duration::from_secs(10)).await
+        }
+    };
+    assert!(handshake(zxid + 1000).await.is_none(), "a client from the future was accepted");
+    assert!(handshake(zxid).await.is_some(), "a client that has seen exactly our zxid was refused");
 }
