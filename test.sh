@@ -4,6 +4,8 @@
 #   2. cargo test  --release --workspace      (reuses the release build), then
 #      the zookeeper-client suites again against 3-member ensembles
 #      (CORRAL_TEST_ENSEMBLE=3)
+#      and the queue library's tests against Apache ZooKeeper 3.8 (if installed;
+#      the script installs Debian's package when it can)
 #   3. Python integration tests (kazoo) in tests/python against the release
 #      binary, in a virtualenv at <repo>/.venv created on first use: once
 #      against standalone servers, once against 3-member ensembles.
@@ -31,6 +33,15 @@ trap 'rm -rf "$LOGDIR"' EXIT
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# test_differential.py and the queue library tests also run against Apache
+# ZooKeeper: install Debian's package (it pulls in a JRE) when it is missing and we can.
+if [ ! -e /usr/share/java/zookeeper.jar ] && [ "${CORRAL_SKIP_ZOOKEEPER:-}" != 1 ] \
+   && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+  step "apt-get install zookeeper (for the tests that compare with Apache ZooKeeper)"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper \
+    || echo "warning: installing zookeeper failed; test_differential.py will fail" >&2
+fi
+
 # ---------------------------------------------------------------- Rust
 step "cargo build --release --workspace"
 cargo build --release --workspace
@@ -51,6 +62,18 @@ CORRAL_TEST_ENSEMBLE=3 cargo test --release -p corral --no-fail-fast "${ENSEMBLE
 cargo_ens_rc="${PIPESTATUS[0]}"
 set -e
 [ "$cargo_ens_rc" -eq 0 ] || cargo_rc="$cargo_ens_rc"
+
+# The queue library uses only standard ZooKeeper operations: its tests must pass against
+# Apache ZooKeeper 3.8 too.
+if [ -e /usr/share/java/zookeeper.jar ] && [ "${CORRAL_SKIP_ZOOKEEPER:-}" != 1 ]; then
+  step "cargo test (queue library against Apache ZooKeeper 3.8)"
+  set +e
+  CORRAL_TEST_TARGET=zookeeper cargo test --release -p corral --no-fail-fast --test queue 2>&1 \
+    | tee -a "$LOGDIR/cargo-test.log"
+  cargo_zk_rc="${PIPESTATUS[0]}"
+  set -e
+  [ "$cargo_zk_rc" -eq 0 ] || cargo_rc="$cargo_zk_rc"
+fi
 
 # Sum the "test result: ok. N passed; M failed; K ignored" lines of all test binaries.
 read -r cargo_passed cargo_failed cargo_ignored < <(
@@ -82,15 +105,6 @@ if ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
 fi
 "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r tests/python/requirements.txt
 "$VENV/bin/python" -c 'from importlib.metadata import version as v; print("kazoo", v("kazoo"), "| pytest", v("pytest"), "| pytest-timeout", v("pytest-timeout"))'
-
-# test_differential.py runs Apache ZooKeeper next to Corral: install Debian's
-# package (it pulls in a JRE) when it is missing and we can.
-if [ ! -e /usr/share/java/zookeeper.jar ] && [ "${CORRAL_SKIP_ZOOKEEPER:-}" != 1 ] \
-   && [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
-  step "apt-get install zookeeper (for tests/python/test_differential.py)"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zookeeper \
-    || echo "warning: installing zookeeper failed; test_differential.py will fail" >&2
-fi
 
 step "pytest tests/python (target=${CORRAL_TEST_TARGET:-corral}, CORRAL_BIN=$CORRAL_BIN)"
 set +e

@@ -1,0 +1,345 @@
+//! A distributed task queue on ZooKeeper's protocol, for Corral and for Apache ZooKeeper.
+//!
+//! Producers [`Queue::push`] tasks; workers on any number of machines [`Queue::take`]
+//! them under their own ZooKeeper session, then [`Queue::ack`] or [`Queue::nack`] them.
+//! A worker that dies loses its session, its claims vanish with it, and its tasks are
+//! taken again by others. Only standard ZooKeeper operations are used (multi, sequential
+//! and ephemeral nodes, watches), so the same code runs against Apache ZooKeeper.
+//!
+//! The layout (docs/queue.md) keeps every list a take reads bounded, so a take costs the
+//! same with a million tasks waiting as with ten; waiting workers queue up behind one
+//! another so that each new task wakes one of them, not all.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), corral_queue::Error> {
+//! let zk = zookeeper_client::Client::connect("127.0.0.1:2181").await?;
+//! let q = corral_queue::Queue::open(zk, "emails").await?;
+//! let id = q.push(b"hello", &corral_queue::PushOptions::default()).await?;
+//! if let Some(task) = q.take("worker-1", Some(std::time::Duration::from_secs(5))).await? {
+//!     q.ack(&task, Some(b"sent")).await?;
+//! }
+//! # let _ = id; Ok(()) }
+//! ```
+
+pub mod layout;
+pub mod record;
+
+use layout::{Layout, BUCKET, MAX_PRIORITY};
+use record::{Meta, State};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use zookeeper_client as zk;
+
+pub use zookeeper_client;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("zookeeper: {0}")]
+    Zk(#[from] zk::Error),
+    #[error("the claim on task {0} is no longer this worker's (it timed out, or the task was taken again)")]
+    Stale(String),
+    #[error("no task {0}")]
+    NoTask(String),
+    #[error("task {id} holds something that is not a task: {reason}")]
+    Corrupt { id: String, reason: String },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl From<zk::MultiWriteError> for Error {
+    fn from(e: zk::MultiWriteError) -> Error {
+        Error::Zk(e.into())
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How to push a task.
+#[derive(Debug, Clone)]
+pub struct PushOptions {
+    /// 0 (the default) to 999; higher first.
+    pub priority: u16,
+    /// Not to be taken before this long from now.
+    pub delay: Option<Duration>,
+    /// A second push with the same key returns the first task's id and pushes nothing.
+    pub key: Option<String>,
+    /// Claims before the task goes to the dead letters (at least 1).
+    pub max_attempts: u32,
+}
+
+impl Default for PushOptions {
+    fn default() -> PushOptions {
+        PushOptions { priority: 0, delay: None, key: None, max_attempts: 3 }
+    }
+}
+
+/// A task a worker holds.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub id: String,
+    pub payload: Vec<u8>,
+    /// 1 for the first claim of the task, 2 for the second...
+    pub attempt: u32,
+    /// Grows with every claim of the task: pass it along to fence off a stale worker.
+    pub fencing_token: u64,
+    /// The task node's version right after the claim: ack and nack succeed only while it
+    /// is unchanged, that is while the claim is still this one.
+    version: i32,
+    meta: Meta,
+}
+
+/// What a nack did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Nacked {
+    /// Back in the queue, not before this time (ms since the epoch).
+    Retry { not_before_ms: u64 },
+    /// Out of attempts: in the dead letters.
+    Dead,
+}
+
+/// Counts of a queue's tasks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    pub ready: u64,
+    pub delayed: u64,
+    pub running: u64,
+    pub dead: u64,
+    /// Workers waiting for work.
+    pub waiting_workers: u64,
+    /// The running tasks and the worker holding each.
+    pub running_by: Vec<(String, String)>,
+}
+
+/// Backoff before retry `attempt` (1-based) after a nack: 1 s, 2 s, 4 s... capped at 5 min.
+pub fn backoff(attempt: u32) -> Duration {
+    Duration::from_secs(1u64 << attempt.saturating_sub(1).min(8)).min(Duration::from_secs(300))
+}
+
+pub(crate) fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn persistent() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
+}
+
+fn ephemeral() -> zk::CreateOptions<'static> {
+    zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all())
+}
+
+fn sequential() -> zk::CreateOptions<'static> {
+    zk::CreateMode::PersistentSequential.with_acls(zk::Acls::anyone_all())
+}
+
+/// The error of a failed multi, with the index of the operation that failed.
+fn failed_op(e: &zk::MultiWriteError) -> Option<(usize, &zk::Error)> {
+    match e {
+        zk::MultiWriteError::OperationFailed { index, source } => Some((*index, source)),
+        _ => None,
+    }
+}
+
+/// A task id: the push time in ms (hex, so ids sort by age), then randomness.
+fn new_id() -> String {
+    format!("t{:012x}{:08x}", now_ms(), rand::random::<u32>())
+}
+
+/// One queue, through one ZooKeeper session.
+#[derive(Clone)]
+pub struct Queue {
+    zk: zk::Client,
+    name: String,
+    l: Layout,
+}
+
+impl Queue {
+    /// Opens the queue `name` (under `/corral/queues`), creating its nodes if needed.
+    pub async fn open(zk: zk::Client, name: &str) -> Result<Queue> {
+        Queue::open_at(zk, name, &format!("/corral/queues/{name}")).await
+    }
+
+    /// Opens a queue kept under `root`.
+    pub async fn open_at(zk: zk::Client, name: &str, root: &str) -> Result<Queue> {
+        if name.is_empty() || name.contains('/') {
+            return Err(Error::Invalid(format!("bad queue name {name:?}")));
+        }
+        let q = Queue { zk, name: name.to_string(), l: Layout::new(root) };
+        q.ensure_path(&q.l.root).await?;
+        for d in Layout::DIRS {
+            q.create_if_absent(&q.l.dir(d), b"").await?;
+        }
+        Ok(q)
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn client(&self) -> &zk::Client {
+        &self.zk
+    }
+
+    async fn create_if_absent(&self, path: &str, data: &[u8]) -> Result<()> {
+        match self.zk.create(path, data, &persistent()).await {
+            Ok(_) | Err(zk::Error::NodeExists) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn ensure_path(&self, path: &str) -> Result<()> {
+        let mut at = String::new();
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            at.push('/');
+            at.push_str(part);
+            self.create_if_absent(&at, b"").await?;
+        }
+        Ok(())
+    }
+
+    async fn children(&self, path: &str) -> Result<Vec<String>> {
+        match self.zk.list_children(path).await {
+            Ok(mut v) => {
+                v.sort();
+                Ok(v)
+            }
+            Err(zk::Error::NoNode) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The bucket producers of `priority` fill now, creating the priority's node (and
+    /// its first bucket) on first use.
+    async fn current_bucket(&self, priority: u16) -> Result<u64> {
+        let path = self.l.priority(priority);
+        match self.zk.get_data(&path).await {
+            Ok((data, _)) => Ok(std::str::from_utf8(&data).ok().and_then(|s| s.parse().ok()).unwrap_or(0)),
+            Err(zk::Error::NoNode) => {
+                self.create_if_absent(&path, b"0").await?;
+                self.create_if_absent(&self.l.bucket(priority, 0), b"").await?;
+                Ok(0)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// After a push landed at `seq` in `bucket`: once the bucket is full, producers move
+    /// to the next one (whoever gets there first; the others' writes fail harmlessly).
+    async fn maybe_advance(&self, priority: u16, bucket: u64, seq: u64) -> Result<()> {
+        if seq + 1 < BUCKET {
+            return Ok(());
+        }
+        self.create_if_absent(&self.l.bucket(priority, bucket + 1), b"").await?;
+        let path = self.l.priority(priority);
+        let (data, stat) = self.zk.get_data(&path).await?;
+        if std::str::from_utf8(&data).ok().and_then(|s| s.parse::<u64>().ok()) == Some(bucket) {
+            match self.zk.set_data(&path, (bucket + 1).to_string().as_bytes(), Some(stat.version)).await {
+                Ok(_) | Err(zk::Error::BadVersion) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Pushes a task; returns its id (with a key already used: the first task's id).
+    pub async fn push(&self, payload: &[u8], opts: &PushOptions) -> Result<String> {
+        Ok(self.push_batch(&[(payload.to_vec(), opts.clone())]).await?.remove(0))
+    }
+
+    /// Pushes several tasks in one multi: all or none. A key already used makes the whole
+    /// batch fail with [`Error::Invalid`] naming it (push such tasks one by one).
+    pub async fn push_batch(&self, tasks: &[(Vec<u8>, PushOptions)]) -> Result<Vec<String>> {
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        for (_, o) in tasks {
+            if o.priority > MAX_PRIORITY {
+                return Err(Error::Invalid(format!("priority {} is above {MAX_PRIORITY}", o.priority)));
+            }
+            if o.max_attempts == 0 {
+                return Err(Error::Invalid("max attempts must be at least 1".into()));
+            }
+        }
+        let ids: Vec<String> = tasks.iter().map(|_| new_id()).collect();
+        loop {
+            let now = now_ms();
+            let mut buckets = Vec::new();
+            for (_, o) in tasks {
+                buckets.push(match o.delay {
+                    Some(d) if !d.is_zero() => None,
+                    _ => Some(self.current_bucket(o.priority).await?),
+                });
+            }
+            let mut w = self.zk.new_multi_writer();
+            // Which operations of the multi are ready entries (to read their sequence) and
+            // key creations (to recognise a used key).
+            let mut n = 0usize;
+            let mut entry_ops = Vec::new();
+            let mut key_ops = Vec::new();
+            for (i, ((payload, o), id)) in tasks.iter().zip(&ids).enumerate() {
+                let not_before_ms = o.delay.filter(|d| !d.is_zero()).map_or(0, |d| now + d.as_millis() as u64);
+                let meta = Meta {
+                    priority: o.priority,
+                    state: if not_before_ms > 0 { State::Delayed } else { State::Ready },
+                    attempt: 0,
+                    max_attempts: o.max_attempts,
+                    token: 0,
+                    created_ms: now,
+                    not_before_ms,
+                    key: o.key.clone(),
+                    worker: None,
+                    last_error: None,
+                };
+                w.add_create(&self.l.task(id), &record::encode(&meta, payload), &persistent())?;
+                n += 1;
+                match buckets[i] {
+                    Some(b) => {
+                        entry_ops.push((n, o.priority, b));
+                        w.add_create(&self.l.entry_prefix(o.priority, b, id), b"", &sequential())?;
+                    }
+                    None => {
+                        self.create_if_absent(&self.l.delayed_minute(not_before_ms / 60_000), b"").await?;
+                        w.add_create(&self.l.delayed_entry(not_before_ms, o.priority, id), b"", &persistent())?;
+                    }
+                }
+                n += 1;
+                if let Some(k) = &o.key {
+                    key_ops.push((n, k.clone()));
+                    w.add_create(&self.l.key(k), id.as_bytes(), &persistent())?;
+                    n += 1;
+                }
+            }
+            w.add_set_data(&self.l.signal(), b"", None)?;
+            match w.commit().await {
+                Ok(results) => {
+                    for (index, priority, bucket) in entry_ops {
+                        if let Some(zk::MultiWriteResult::Create { path, .. }) = results.get(index) {
+                            if let Some((_, seq)) = path.rsplit('/').next().and_then(layout::parse_entry) {
+                                self.maybe_advance(priority, bucket, seq).await?;
+                            }
+                        }
+                    }
+                    return Ok(ids);
+                }
+                Err(e) => match failed_op(&e) {
+                    // A bucket emptied and removed, or a delayed minute swept away
+                    // meanwhile: look again.
+                    Some((_, zk::Error::NoNode)) => continue,
+                    Some((index, zk::Error::NodeExists)) => {
+                        if let Some((_, k)) = key_ops.iter().find(|(i, _)| *i == index) {
+                            if tasks.len() == 1 {
+                                let (data, _) = self.zk.get_data(&self.l.key(k)).await?;
+                                return Ok(vec![String::from_utf8_lossy(&data).into_owned()]);
+                            }
+                            return Err(Error::Invalid(format!("key {k:?} was used already")));
+                        }
+                        return Err(e.into());
+                    }
+                    _ => return Err(e.into()),
+                },
+            }
+        }
+    }
+}
+
+mod take;
+mod wait;
+pub use take::Listed;
