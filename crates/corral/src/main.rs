@@ -1,6 +1,7 @@
 //! `corral`: one binary for the server and its tools.
 
 mod inspect;
+mod queue_cli;
 
 use clap::{Parser, Subcommand};
 use corral_server::config::{is_zookeeper_key, Config};
@@ -22,6 +23,9 @@ enum Command {
     /// Print and verify what a server wrote to disk (changes nothing).
     #[command(subcommand)]
     Inspect(InspectCommand),
+    /// The task queue: push tasks, run workers, look and manage (docs/queue.md).
+    #[command(subcommand)]
+    Queue(queue_cli::QueueCommand),
 }
 
 #[derive(Subcommand)]
@@ -67,6 +71,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Server(args) => server(args),
+        Command::Queue(cmd) => queue_cli::run(cmd),
         Command::Inspect(InspectCommand::Log { path, json }) => ExitCode::from(inspect::log(&path, json) as u8),
         Command::Inspect(InspectCommand::Snapshot { path, json }) => {
             ExitCode::from(inspect::snapshot(&path, json) as u8)

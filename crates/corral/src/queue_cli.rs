@@ -1,0 +1,458 @@
+//! `corral queue ...`: the task queue from the command line (docs/queue.md).
+
+use clap::{Args, Subcommand};
+use corral_queue::{zookeeper_client as zk, Claim, Nacked, PushOptions, Queue};
+use std::io::{Read, Write};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Args, Clone)]
+pub struct Target {
+    /// ZooKeeper connect string: host:port[,host:port...].
+    #[arg(long, value_name = "HOSTS", default_value = "127.0.0.1:2181")]
+    connect: String,
+    /// The queue's name.
+    #[arg(long, value_name = "NAME")]
+    queue: String,
+    /// ZooKeeper session timeout: how long after a worker's death its tasks go back.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    session_timeout: Duration,
+}
+
+#[derive(Subcommand)]
+pub enum QueueCommand {
+    /// Push a task; prints its id.
+    Push {
+        #[command(flatten)]
+        t: Target,
+        /// 0 (default) to 999; higher first.
+        #[arg(long, default_value_t = 0)]
+        priority: u16,
+        /// Not to be taken before this long from now: 30s, 5m, 2h, 250ms.
+        #[arg(long, value_parser = parse_duration)]
+        delay: Option<Duration>,
+        /// Idempotency key: a second push with the same key prints the first task's id.
+        #[arg(long)]
+        key: Option<String>,
+        /// Claims before the task goes to the dead letters.
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+        /// The payload; `-` or nothing reads it from stdin.
+        payload: Option<String>,
+    },
+    /// Run a command for each task: payload on stdin, CORRAL_TASK_ID, CORRAL_TASK_ATTEMPT and
+    /// CORRAL_FENCING_TOKEN in its environment. Exit 0 acks (stdout is kept as the result);
+    /// any other exit nacks with stderr as the error. SIGTERM or Ctrl-C: stop taking, finish
+    /// the running tasks, exit.
+    Work {
+        #[command(flatten)]
+        t: Target,
+        /// Tasks run at once.
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// The command, run with `sh -c`.
+        #[arg(long, value_name = "CMD")]
+        exec: String,
+        /// This worker's name in stats (default: host name and process id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Counts: ready, delayed, running (with their workers), dead.
+    Stats {
+        #[command(flatten)]
+        t: Target,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Tasks in the order they will be taken (ready, then delayed).
+    List {
+        #[command(flatten)]
+        t: Target,
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// One task: its state, attempts, last error and payload.
+    Peek {
+        #[command(flatten)]
+        t: Target,
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a task that no worker holds.
+    Cancel {
+        #[command(flatten)]
+        t: Target,
+        id: String,
+    },
+    /// Put every dead letter back in the queue.
+    RequeueDead {
+        #[command(flatten)]
+        t: Target,
+    },
+    /// Remove every task no worker holds, with results and keys.
+    Purge {
+        #[command(flatten)]
+        t: Target,
+    },
+    /// Print the result a worker stored for a task.
+    Result {
+        #[command(flatten)]
+        t: Target,
+        id: String,
+        /// Wait for it: forever, or as long as given (30s, 5m...).
+        #[arg(long, num_args = 0..=1, default_missing_value = "forever")]
+        wait: Option<String>,
+    },
+}
+
+/// `30s`, `5m`, `2h`, `250ms`, `1d`, or plain seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: f64 = num.parse().map_err(|_| format!("not a duration: {s:?} (try 30s, 5m, 2h)"))?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "" | "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "d" => n * 86400.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?} (ms, s, m, h, d)")),
+    };
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn fail(e: impl std::fmt::Display) -> ExitCode {
+    eprintln!("corral queue: {e}");
+    ExitCode::from(1)
+}
+
+async fn open(t: &Target) -> Result<Queue, String> {
+    let connector = zk::Client::connector().with_session_timeout(t.session_timeout);
+    let client = tokio::time::timeout(Duration::from_secs(15), connector.connect(&t.connect))
+        .await
+        .map_err(|_| format!("cannot connect to {} within 15 s", t.connect))?
+        .map_err(|e| format!("cannot connect to {}: {e}", t.connect))?;
+    Queue::open(client, &t.queue).await.map_err(|e| e.to_string())
+}
+
+pub fn run(cmd: QueueCommand) -> ExitCode {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    rt.block_on(async move {
+        match cmd {
+            QueueCommand::Push { t, priority, delay, key, max_attempts, payload } => {
+                let payload = match payload.as_deref() {
+                    None | Some("-") => {
+                        let mut buf = Vec::new();
+                        if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
+                            return fail(format!("reading the payload from stdin: {e}"));
+                        }
+                        buf
+                    }
+                    Some(p) => p.as_bytes().to_vec(),
+                };
+                let q = match open(&t).await {
+                    Ok(q) => q,
+                    Err(e) => return fail(e),
+                };
+                match q.push(&payload, &PushOptions { priority, delay, key, max_attempts }).await {
+                    Ok(id) => {
+                        println!("{id}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            QueueCommand::Work { t, concurrency, exec, name } => work(t, concurrency.max(1), exec, name).await,
+            QueueCommand::Stats { t, json } => {
+                let q = match open(&t).await {
+                    Ok(q) => q,
+                    Err(e) => return fail(e),
+                };
+                match q.stats().await {
+                    Ok(s) if json => {
+                        let running: Vec<_> =
+                            s.running_by.iter().map(|(id, w)| serde_json::json!({"id": id, "worker": w})).collect();
+                        let v = serde_json::json!({
+                            "queue": t.queue, "ready": s.ready, "delayed": s.delayed, "running": s.running,
+                            "dead": s.dead, "waiting_workers": s.waiting_workers, "running_tasks": running,
+                        });
+                        println!("{v}");
+                        ExitCode::SUCCESS
+                    }
+                    Ok(s) => {
+                        println!("queue {}: {} ready, {} delayed, {} running, {} dead; {} workers waiting",
+                            t.queue, s.ready, s.delayed, s.running, s.dead, s.waiting_workers);
+                        for (id, w) in s.running_by {
+                            println!("  running {id} on {w}");
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            QueueCommand::List { t, limit, json } => {
+                let q = match open(&t).await {
+                    Ok(q) => q,
+                    Err(e) => return fail(e),
+                };
+                match q.list(limit).await {
+                    Ok(tasks) => {
+                        for task in tasks {
+                            print_task(&task, json, false);
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            QueueCommand::Peek { t, id, json } => {
+                let q = match open(&t).await {
+                    Ok(q) => q,
+                    Err(e) => return fail(e),
+                };
+                match q.peek(&id).await {
+                    Ok(Some(task)) => {
+                        print_task(&task, json, true);
+                        ExitCode::SUCCESS
+                    }
+                    Ok(None) => fail(format!("no task {id} in queue {}", t.queue)),
+                    Err(e) => fail(e),
+                }
+            }
+            QueueCommand::Cancel { t, id } => {
+                let q = match open(&t).await {
+                    Ok(q) => q,
+                    Err(e) => return fail(e),
+                };
+                match q.cancel(&id).await {
+                    Ok(true) => ExitCode::SUCCESS,
+                    Ok(false) => fail(format!("no task {id} in queue {}", t.queue)),
+                    Err(e) => fail(e),
+                }
+            }
+            QueueCommand::RequeueDead { t } => {
+                let q = match open(&t).await {
+                    Ok(q) => q,
+                    Err(e) => return fail(e),
+                };
+                match q.requeue_dead().await {
+                    Ok(n) => {
+                        println!("{n}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            QueueCommand::Purge { t } => {
+                let q = match open(&t).await {
+                    Ok(q) => q,
+                    Err(e) => return fail(e),
+                };
+                match q.purge().await {
+                    Ok(n) => {
+                        println!("{n}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
+            QueueCommand::Result { t, id, wait } => {
+                let wait = match wait.as_deref() {
+                    None => None,
+                    Some("forever") => Some(Duration::from_secs(100 * 365 * 86400)),
+                    Some(w) => match parse_duration(w) {
+                        Ok(d) => Some(d),
+                        Err(e) => return fail(e),
+                    },
+                };
+                let q = match open(&t).await {
+                    Ok(q) => q,
+                    Err(e) => return fail(e),
+                };
+                match q.result(&id, wait).await {
+                    Ok(Some(r)) => {
+                        let mut out = std::io::stdout().lock();
+                        let _ = out.write_all(&r);
+                        let _ = out.flush();
+                        ExitCode::SUCCESS
+                    }
+                    Ok(None) => fail(format!("no result for task {id} (yet)")),
+                    Err(e) => fail(e),
+                }
+            }
+        }
+    })
+}
+
+fn print_task(task: &corral_queue::Listed, json: bool, full: bool) {
+    let m = &task.meta;
+    if json {
+        let v = serde_json::json!({
+            "id": task.id, "meta": m, "payload": String::from_utf8_lossy(&task.payload),
+        });
+        println!("{v}");
+        return;
+    }
+    let state = serde_json::to_value(m.state).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default();
+    print!("{} {state} priority={} attempt={}/{}", task.id, m.priority, m.attempt, m.max_attempts);
+    if let Some(w) = &m.worker {
+        print!(" worker={w}");
+    }
+    if let Some(e) = &m.last_error {
+        print!(" last_error={e:?}");
+    }
+    println!();
+    if full {
+        let mut out = std::io::stdout().lock();
+        let _ = out.write_all(&task.payload);
+        let _ = out.write_all(b"\n");
+    }
+}
+
+/// The longest result kept (ZooKeeper's default frame limit is 1 MiB).
+const MAX_RESULT: usize = 1_000_000;
+
+async fn work(t: Target, concurrency: usize, exec: String, name: Option<String>) -> ExitCode {
+    let name = name.unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        format!("{}:{}", host.trim(), std::process::id())
+    });
+    let stopping = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(tokio::sync::Notify::new());
+    {
+        let (stopping, stop) = (stopping.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            eprintln!("corral queue work: stopping: no new tasks; finishing the running ones");
+            stopping.store(true, Ordering::SeqCst);
+            stop.notify_waiters();
+        });
+    }
+    let q = match open(&t).await {
+        Ok(q) => q,
+        Err(e) => return fail(e),
+    };
+    eprintln!("corral queue work: {name} takes from queue {} ({concurrency} at a time)", t.queue);
+    let mut slots = tokio::task::JoinSet::new();
+    for slot in 0..concurrency {
+        let (q, exec, stopping, stop) = (q.clone(), exec.clone(), stopping.clone(), stop.clone());
+        let worker = if concurrency > 1 { format!("{name}#{slot}") } else { name.clone() };
+        slots.spawn(async move {
+            while !stopping.load(Ordering::SeqCst) {
+                let taken = tokio::select! {
+                    r = q.take(&worker, Some(Duration::from_secs(60))) => r,
+                    _ = stop.notified() => break,
+                };
+                match taken {
+                    Ok(Some(task)) => run_task(&q, &task, &exec).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("corral queue work: {e}");
+                        if matches!(e, corral_queue::Error::Zk(zk::Error::SessionExpired | zk::Error::ClientClosed)) {
+                            return Err(e.to_string());
+                        }
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut code = ExitCode::SUCCESS;
+    while let Some(r) = slots.join_next().await {
+        if let Ok(Err(e)) = r {
+            code = fail(format!("worker stopped: {e}"));
+        }
+    }
+    code
+}
+
+async fn run_task(q: &Queue, task: &Claim, exec: &str) {
+    let child = tokio::process::Command::new("sh")
+        .arg("-c")
+        .arg(exec)
+        .env("CORRAL_TASK_ID", &task.id)
+        .env("CORRAL_TASK_ATTEMPT", task.attempt.to_string())
+        .env("CORRAL_FENCING_TOKEN", task.fencing_token.to_string())
+        .env("CORRAL_QUEUE", q.name())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) => {
+            report(q.nack(task, &format!("cannot run {exec:?}: {e}")).await, task);
+            return;
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let payload = task.payload.clone();
+        tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let _ = stdin.write_all(&payload).await;
+        });
+    }
+    match child.wait_with_output().await {
+        Ok(out) if out.status.success() => {
+            let mut result = out.stdout;
+            result.truncate(MAX_RESULT);
+            match q.ack(task, Some(&result)).await {
+                Ok(()) => eprintln!("corral queue work: task {} done (attempt {})", task.id, task.attempt),
+                Err(e) => eprintln!("corral queue work: task {} finished but its ack was refused: {e}", task.id),
+            }
+        }
+        Ok(out) => {
+            let mut err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            if err.is_empty() {
+                err = format!("exited with {}", out.status);
+            }
+            err.truncate(4000);
+            report(q.nack(task, &err).await, task);
+        }
+        Err(e) => report(q.nack(task, &format!("waiting for {exec:?}: {e}")).await, task),
+    }
+}
+
+fn report(r: corral_queue::Result<Nacked>, task: &Claim) {
+    match r {
+        Ok(Nacked::Retry { not_before_ms }) => {
+            let secs = not_before_ms.saturating_sub(now_ms()) as f64 / 1000.0;
+            eprintln!("corral queue work: task {} failed (attempt {}); retry in {secs:.1} s", task.id, task.attempt);
+        }
+        Ok(Nacked::Dead) => eprintln!("corral queue work: task {} failed (attempt {}); now a dead letter", task.id, task.attempt),
+        Err(e) => eprintln!("corral queue work: task {} failed, and its nack was refused: {e}", task.id),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("12"), Ok(Duration::from_secs(12)));
+        assert!(parse_duration("soon").is_err());
+        assert!(parse_duration("5y").is_err());
+    }
+}

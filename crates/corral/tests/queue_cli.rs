@@ -1,0 +1,165 @@
+//! `corral queue` from the command line, against a real server: pushing, looking, and
+//! worker processes that run a command per task, including some killed mid-task.
+
+mod common;
+
+use common::Server;
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn corral(server: &Server, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_corral"));
+    c.arg("queue").arg(args[0]).args(["--connect", &server.hosts(), "--session-timeout", "4s"]).args(&args[1..]);
+    c
+}
+
+/// Runs `corral queue ...` to its end; stdout on success, panics with stderr otherwise.
+fn run(server: &Server, args: &[&str]) -> String {
+    let out = corral(server, args).stdin(Stdio::null()).output().unwrap();
+    assert!(out.status.success(), "corral queue {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn stats(server: &Server, queue: &str) -> serde_json::Value {
+    serde_json::from_str(&run(server, &["stats", "--queue", queue, "--json"])).unwrap()
+}
+
+struct Worker(Child);
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn worker(server: &Server, queue: &str, exec: &str, name: &str) -> Worker {
+    Worker(
+        corral(server, &["work", "--queue", queue, "--exec", exec, "--name", name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+#[test]
+fn push_look_cancel_and_purge() {
+    let server = Server::start();
+    let id = run(&server, &["push", "--queue", "q", "--priority", "5", "hello"]).trim().to_string();
+    let mut push = corral(&server, &["push", "--queue", "q", "--key", "k1", "-"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    push.stdin.take().unwrap().write_all(b"from stdin").unwrap();
+    let keyed = String::from_utf8(push.wait_with_output().unwrap().stdout).unwrap().trim().to_string();
+    let again = run(&server, &["push", "--queue", "q", "--key", "k1", "other"]).trim().to_string();
+    assert_eq!(keyed, again, "a key pushes once");
+    run(&server, &["push", "--queue", "q", "--delay", "1h", "later"]);
+    let s = stats(&server, "q");
+    assert_eq!((s["ready"].as_u64(), s["delayed"].as_u64(), s["dead"].as_u64()), (Some(2), Some(1), Some(0)));
+    let list = run(&server, &["list", "--queue", "q"]);
+    let first = list.lines().next().unwrap();
+    assert!(first.starts_with(&format!("{id} ready priority=5")), "{list}");
+    let peek = run(&server, &["peek", "--queue", "q", &keyed]);
+    assert!(peek.ends_with("from stdin\n"), "{peek}");
+    run(&server, &["cancel", "--queue", "q", &id]);
+    let out = corral(&server, &["peek", "--queue", "q", &id]).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("no task"));
+    assert_eq!(run(&server, &["purge", "--queue", "q"]).trim(), "2");
+    let s = stats(&server, "q");
+    assert_eq!((s["ready"].as_u64(), s["delayed"].as_u64()), (Some(0), Some(0)));
+    let bad = corral(&server, &["push", "--queue", "q", "--delay", "soon", "x"]).output().unwrap();
+    assert!(!bad.status.success());
+}
+
+/// Workers run every task to its end, even with some of them SIGKILLed mid-task: the
+/// killed workers' tasks go back when their sessions expire and others finish them. Each
+/// task is acknowledged once (its result is stored once, by whoever held it last).
+#[test]
+fn workers_killed_mid_task_lose_nothing() {
+    let server = Server::start();
+    let n = 12;
+    let mut ids = BTreeSet::new();
+    for i in 0..n {
+        ids.insert(run(&server, &["push", "--queue", "jobs", &format!("job {i}")]).trim().to_string());
+    }
+    // Each task takes a while; its result names the worker and the attempt.
+    let exec = "sleep 0.4; printf '%s attempt %s by %s' \"$(cat)\" \"$CORRAL_TASK_ATTEMPT\" \"$WORKER\"";
+    let spawn = |name: &str| {
+        let mut c = corral(&server, &["work", "--queue", "jobs", "--exec", exec, "--name", name]);
+        c.env("WORKER", name).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        Worker(c.spawn().unwrap())
+    };
+    let doomed = [spawn("doomed-1"), spawn("doomed-2")];
+    let _survivor = spawn("survivor");
+    // Wait until both doomed workers hold a task, then kill them.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let running: Vec<String> = stats(&server, "jobs")["running_tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["worker"].as_str().unwrap().to_string())
+            .collect();
+        if running.iter().any(|w| w == "doomed-1") && running.iter().any(|w| w == "doomed-2") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the doomed workers never held tasks together: {running:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for mut w in doomed {
+        w.0.kill().unwrap(); // SIGKILL
+        w.0.wait().unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut results = Vec::new();
+    for id in &ids {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let r = run(&server, &["result", "--queue", "jobs", id, "--wait", &format!("{}ms", left.as_millis())]);
+        results.push(r);
+    }
+    let retried: Vec<&String> = results.iter().filter(|r| r.contains("attempt 2")).collect();
+    assert!(retried.len() >= 2, "the killed workers' tasks were finished again: {results:?}");
+    assert!(retried.iter().all(|r| r.ends_with("by survivor")), "{retried:?}");
+    let s = stats(&server, "jobs");
+    assert_eq!((s["ready"].as_u64(), s["running"].as_u64(), s["dead"].as_u64()), (Some(0), Some(0), Some(0)));
+}
+
+/// A failing command nacks (its stderr is the task's last error) until the task is a
+/// dead letter; requeue-dead puts it back.
+#[test]
+fn failing_tasks_become_dead_letters() {
+    let server = Server::start();
+    let id = run(&server, &["push", "--queue", "bad", "--max-attempts", "2", "x"]).trim().to_string();
+    let _w = worker(&server, "bad", "echo \"no luck on $CORRAL_TASK_ATTEMPT\" >&2; exit 3", "w");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats(&server, "bad")["dead"].as_u64() != Some(1) {
+        assert!(Instant::now() < deadline, "no dead letter");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let peek = run(&server, &["peek", "--queue", "bad", &id]);
+    assert!(peek.contains("dead") && peek.contains("attempt=2/2") && peek.contains("no luck on 2"), "{peek}");
+    assert_eq!(run(&server, &["requeue-dead", "--queue", "bad"]).trim(), "1");
+}
+
+/// SIGTERM: the worker takes nothing new, finishes the task it runs, and exits cleanly.
+#[test]
+fn sigterm_finishes_the_running_task() {
+    let server = Server::start();
+    let first = run(&server, &["push", "--queue", "term", "a"]).trim().to_string();
+    let mut w = worker(&server, "term", "sleep 1; cat", "w");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats(&server, "term")["running"].as_u64() != Some(1) {
+        assert!(Instant::now() < deadline, "the task never ran");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run(&server, &["push", "--queue", "term", "b"]);
+    // SAFETY: kill(2) on a child this test started.
+    assert_eq!(unsafe { libc::kill(w.0.id() as i32, libc::SIGTERM) }, 0);
+    let status = w.0.wait().unwrap();
+    assert!(status.success(), "{status}");
+    assert_eq!(run(&server, &["result", "--queue", "term", &first]), "a");
+    let s = stats(&server, "term");
+    assert_eq!((s["ready"].as_u64(), s["running"].as_u64()), (Some(1), Some(0)), "the second task stays for others");
+}
