@@ -190,9 +190,14 @@ async fn one_task_wakes_one_waiting_worker() {
         q.push(format!("more {i}").as_bytes(), &PushOptions::default()).await.unwrap();
     }
     let mut taken = Vec::new();
+    // The workers' sessions stay open: a closed one would give its task back.
+    let mut sessions = Vec::new();
     for w in workers {
-        let (t, _w) = tokio::time::timeout(Duration::from_secs(10), w).await.expect("every worker got a task").unwrap();
-        taken.push(t.expect("a task").id);
+        let (t, w) = tokio::time::timeout(Duration::from_secs(10), w).await.expect("every worker got a task").unwrap();
+        let t = t.expect("a task");
+        assert_eq!(t.attempt, 1);
+        taken.push(t.id);
+        sessions.push(w);
     }
     taken.sort();
     taken.dedup();
@@ -225,4 +230,31 @@ async fn the_ready_index_is_bounded() {
     assert!(q.take("w", None).await.unwrap().is_none());
     let left = zk.list_children(&ready).await.unwrap();
     assert!(left.len() <= 1, "drained buckets stay: {left:?}");
+}
+
+/// A dead worker's task comes back even while every other worker is busy, and ahead of
+/// the tasks pushed after it.
+#[tokio::test]
+async fn a_dead_workers_task_goes_back_to_the_front_while_others_are_busy() {
+    let server = Server::start();
+    let q = queue(&server, "busy").await;
+    let first = q.push(b"first", &PushOptions::default()).await.unwrap();
+    let tasks: Vec<(Vec<u8>, PushOptions)> = (0..200).map(|i| (vec![i as u8], PushOptions::default())).collect();
+    q.push_batch(&tasks).await.unwrap();
+    let dying = queue(&server, "busy").await;
+    assert_eq!(dying.take("dies", None).await.unwrap().unwrap().id, first);
+    drop(dying);
+    // A busy worker: always a task at hand, never in the line of waiters.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let t = q.take("busy", None).await.unwrap().expect("tasks remain");
+        q.ack(&t, None).await.unwrap();
+        if t.id == first {
+            assert_eq!(t.attempt, 2);
+            break;
+        }
+        assert!(Instant::now() < deadline, "the dead worker's task never came back");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(q.stats().await.unwrap().ready > 50, "it came back ahead of the others");
 }

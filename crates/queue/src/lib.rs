@@ -149,7 +149,13 @@ pub struct Queue {
     zk: zk::Client,
     name: String,
     l: Layout,
+    /// When this handle last looked for dead workers' tasks (ms since the epoch).
+    last_reap_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
+
+/// How often a busy worker also looks for dead workers' tasks (an idle one does it
+/// whenever a claim vanishes).
+pub const REAP_EVERY: Duration = Duration::from_secs(1);
 
 impl Queue {
     /// Opens the queue `name` (under `/corral/queues`), creating its nodes if needed.
@@ -162,7 +168,7 @@ impl Queue {
         if name.is_empty() || name.contains('/') {
             return Err(Error::Invalid(format!("bad queue name {name:?}")));
         }
-        let q = Queue { zk, name: name.to_string(), l: Layout::new(root) };
+        let q = Queue { zk, name: name.to_string(), l: Layout::new(root), last_reap_ms: Default::default() };
         q.ensure_path(&q.l.root).await?;
         for d in Layout::DIRS {
             q.create_if_absent(&q.l.dir(d), b"").await?;
@@ -207,15 +213,16 @@ impl Queue {
     }
 
     /// The bucket producers of `priority` fill now, creating the priority's node (and
-    /// its first bucket) on first use.
+    /// its first bucket) on first use. Producers start at bucket 1: bucket 0, read first,
+    /// is where the tasks of dead workers go back.
     async fn current_bucket(&self, priority: u16) -> Result<u64> {
         let path = self.l.priority(priority);
         match self.zk.get_data(&path).await {
-            Ok((data, _)) => Ok(std::str::from_utf8(&data).ok().and_then(|s| s.parse().ok()).unwrap_or(0)),
+            Ok((data, _)) => Ok(std::str::from_utf8(&data).ok().and_then(|s| s.parse().ok()).unwrap_or(1)),
             Err(zk::Error::NoNode) => {
-                self.create_if_absent(&path, b"0").await?;
-                self.create_if_absent(&self.l.bucket(priority, 0), b"").await?;
-                Ok(0)
+                self.create_if_absent(&path, b"1").await?;
+                self.create_if_absent(&self.l.bucket(priority, 1), b"").await?;
+                Ok(1)
             }
             Err(e) => Err(e.into()),
         }

@@ -226,14 +226,30 @@ impl Queue {
     }
 
     async fn requeue_orphan(&self, id: &str) -> Result<bool> {
+        loop {
+            match self.try_requeue_orphan(id).await? {
+                Some(done) => return Ok(done),
+                None => continue,
+            }
+        }
+    }
+
+    /// One attempt; `None` when the front bucket vanished meanwhile (try again).
+    async fn try_requeue_orphan(&self, id: &str) -> Result<Option<bool>> {
         let Some((mut meta, payload, version)) = self.read_task(id).await? else {
             let _ = self.zk.delete(&self.l.running(id), None).await;
-            return Ok(false);
+            return Ok(Some(false));
         };
         let dead = meta.attempt >= meta.max_attempts;
         meta.worker = None;
         meta.last_error = Some("the worker's session ended while it held the task".into());
-        let bucket = self.current_bucket(meta.priority).await?;
+        // It goes to the front of its priority: bucket 0, which producers never fill and
+        // takes read first (emptied, it is removed, so it may have to be made again).
+        self.current_bucket(meta.priority).await?;
+        let bucket = 0;
+        if !dead {
+            self.create_if_absent(&self.l.bucket(meta.priority, bucket), b"").await?;
+        }
         meta.state = if dead { State::Dead } else { State::Ready };
         let mut w = self.zk.new_multi_writer();
         // Creating and deleting the claim in one multi proves nobody holds it now (a take
@@ -251,9 +267,11 @@ impl Queue {
         match w.commit().await {
             Ok(_) => {
                 tracing::info!(queue = %self.name, task = id, dead, "put back the task of a worker that died");
-                Ok(true)
+                Ok(Some(true))
             }
-            Err(e) if failed_op(&e).is_some() => Ok(false),
+            // The front bucket was removed as drained between our create and the multi.
+            Err(e) if !dead && matches!(failed_op(&e), Some((4, zk::Error::NoNode))) => Ok(None),
+            Err(e) if failed_op(&e).is_some() => Ok(Some(false)),
             Err(e) => Err(e.into()),
         }
     }

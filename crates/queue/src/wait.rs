@@ -18,6 +18,14 @@ impl Queue {
     /// to that long for one (in line with the other waiting workers); without, answers at
     /// once.
     pub async fn take(&self, worker: &str, wait: Option<Duration>) -> Result<Option<Claim>> {
+        // While every worker is busy nobody waits in line to notice a dead worker: busy
+        // ones look too, now and then.
+        let now = now_ms();
+        let last = self.last_reap_ms.load(std::sync::atomic::Ordering::Relaxed);
+        if now.saturating_sub(last) >= crate::REAP_EVERY.as_millis() as u64 {
+            self.last_reap_ms.store(now, std::sync::atomic::Ordering::Relaxed);
+            self.reap_orphans().await?;
+        }
         if let Some(c) = self.try_take(worker).await? {
             return Ok(Some(c));
         }
