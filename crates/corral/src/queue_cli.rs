@@ -99,6 +99,9 @@ pub enum QueueCommand {
         #[command(flatten)]
         t: Target,
     },
+    /// Schedules: push a task at every firing of a cron expression.
+    #[command(subcommand)]
+    Schedule(ScheduleCommand),
     /// Print the result a worker stored for a task.
     Result {
         #[command(flatten)]
@@ -108,6 +111,170 @@ pub enum QueueCommand {
         #[arg(long, num_args = 0..=1, default_missing_value = "forever")]
         wait: Option<String>,
     },
+}
+
+#[derive(Args, Clone)]
+pub struct Server {
+    /// ZooKeeper connect string: host:port[,host:port...].
+    #[arg(long, value_name = "HOSTS", default_value = "127.0.0.1:2181")]
+    connect: String,
+    /// ZooKeeper session timeout: how long after a scheduler's death another takes over.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    session_timeout: Duration,
+}
+
+#[derive(Subcommand)]
+pub enum ScheduleCommand {
+    /// Add (or redefine) a schedule: at every firing, a task with this payload is pushed.
+    Add {
+        #[command(flatten)]
+        s: Server,
+        /// The schedule's name.
+        #[arg(long)]
+        name: String,
+        /// Cron expression: `minute hour day-of-month month day-of-week`, or six fields
+        /// with seconds first.
+        #[arg(long)]
+        cron: String,
+        /// IANA time zone of the expression.
+        #[arg(long, default_value = "UTC")]
+        tz: String,
+        /// The queue its tasks go to.
+        #[arg(long)]
+        queue: String,
+        #[arg(long, default_value_t = 0)]
+        priority: u16,
+        #[arg(long, default_value_t = 3)]
+        max_attempts: u32,
+        /// The payload; `-` or nothing reads it from stdin.
+        payload: Option<String>,
+    },
+    /// Every schedule, with its next firing.
+    List {
+        #[command(flatten)]
+        s: Server,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a schedule.
+    Remove {
+        #[command(flatten)]
+        s: Server,
+        name: String,
+    },
+    /// Run a scheduler. Run several (on several machines): they elect one, which fires
+    /// every schedule; each firing is pushed once. SIGTERM or Ctrl-C stops it.
+    Run {
+        #[command(flatten)]
+        s: Server,
+        /// This scheduler's name (default: host name and process id).
+        #[arg(long)]
+        name: Option<String>,
+    },
+}
+
+async fn connect(s: &Server) -> Result<zk::Client, String> {
+    let connector = zk::Client::connector().with_session_timeout(s.session_timeout);
+    tokio::time::timeout(Duration::from_secs(15), connector.connect(&s.connect))
+        .await
+        .map_err(|_| format!("cannot connect to {} within 15 s", s.connect))?
+        .map_err(|e| format!("cannot connect to {}: {e}", s.connect))
+}
+
+fn read_payload(payload: Option<&str>) -> Result<Vec<u8>, String> {
+    match payload {
+        None | Some("-") => {
+            let mut buf = Vec::new();
+            std::io::stdin().read_to_end(&mut buf).map_err(|e| format!("reading the payload from stdin: {e}"))?;
+            Ok(buf)
+        }
+        Some(p) => Ok(p.as_bytes().to_vec()),
+    }
+}
+
+fn default_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!("{}:{}", host.trim(), std::process::id())
+}
+
+async fn schedule(cmd: ScheduleCommand) -> ExitCode {
+    use corral_queue::schedule;
+    match cmd {
+        ScheduleCommand::Add { s, name, cron, tz, queue, priority, max_attempts, payload } => {
+            let payload = match read_payload(payload.as_deref()) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            let def = schedule::Schedule { name, cron, tz, queue, priority, max_attempts, payload };
+            if let Err(e) = def.validate() {
+                return fail(e);
+            }
+            let zk = match connect(&s).await {
+                Ok(z) => z,
+                Err(e) => return fail(e),
+            };
+            match schedule::add(&zk, &def).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+        ScheduleCommand::List { s, json } => {
+            let zk = match connect(&s).await {
+                Ok(z) => z,
+                Err(e) => return fail(e),
+            };
+            match schedule::list(&zk).await {
+                Ok(all) => {
+                    for (d, fired) in all {
+                        let next = d.next_after(fired.max(now_ms())).ok().flatten();
+                        if json {
+                            let v = serde_json::json!({
+                                "name": d.name, "cron": d.cron, "tz": d.tz, "queue": d.queue,
+                                "priority": d.priority, "max_attempts": d.max_attempts,
+                                "last_fired_ms": fired, "next_ms": next,
+                            });
+                            println!("{v}");
+                        } else {
+                            println!("{} {:?} {} -> queue {} (next in {} s)", d.name, d.cron, d.tz, d.queue,
+                                next.map_or("?".to_string(), |n| ((n.saturating_sub(now_ms())) / 1000).to_string()));
+                        }
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        ScheduleCommand::Remove { s, name } => {
+            let zk = match connect(&s).await {
+                Ok(z) => z,
+                Err(e) => return fail(e),
+            };
+            match schedule::remove(&zk, &name).await {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => fail(format!("no schedule {name}")),
+                Err(e) => fail(e),
+            }
+        }
+        ScheduleCommand::Run { s, name } => {
+            let zk = match connect(&s).await {
+                Ok(z) => z,
+                Err(e) => return fail(e),
+            };
+            let name = name.unwrap_or_else(default_name);
+            eprintln!("corral queue schedule run: scheduler {name} waiting for its turn");
+            let stop = async {
+                let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM");
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            };
+            match schedule::run(&zk, &name, stop).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            }
+        }
+    }
 }
 
 /// `30s`, `5m`, `2h`, `250ms`, `1d`, or plain seconds.
@@ -133,11 +300,7 @@ fn fail(e: impl std::fmt::Display) -> ExitCode {
 }
 
 async fn open(t: &Target) -> Result<Queue, String> {
-    let connector = zk::Client::connector().with_session_timeout(t.session_timeout);
-    let client = tokio::time::timeout(Duration::from_secs(15), connector.connect(&t.connect))
-        .await
-        .map_err(|_| format!("cannot connect to {} within 15 s", t.connect))?
-        .map_err(|e| format!("cannot connect to {}: {e}", t.connect))?;
+    let client = connect(&Server { connect: t.connect.clone(), session_timeout: t.session_timeout }).await?;
     Queue::open(client, &t.queue).await.map_err(|e| e.to_string())
 }
 
@@ -146,15 +309,9 @@ pub fn run(cmd: QueueCommand) -> ExitCode {
     rt.block_on(async move {
         match cmd {
             QueueCommand::Push { t, priority, delay, key, max_attempts, payload } => {
-                let payload = match payload.as_deref() {
-                    None | Some("-") => {
-                        let mut buf = Vec::new();
-                        if let Err(e) = std::io::stdin().read_to_end(&mut buf) {
-                            return fail(format!("reading the payload from stdin: {e}"));
-                        }
-                        buf
-                    }
-                    Some(p) => p.as_bytes().to_vec(),
+                let payload = match read_payload(payload.as_deref()) {
+                    Ok(p) => p,
+                    Err(e) => return fail(e),
                 };
                 let q = match open(&t).await {
                     Ok(q) => q,
@@ -169,6 +326,7 @@ pub fn run(cmd: QueueCommand) -> ExitCode {
                 }
             }
             QueueCommand::Work { t, concurrency, exec, name } => work(t, concurrency.max(1), exec, name).await,
+            QueueCommand::Schedule(cmd) => schedule(cmd).await,
             QueueCommand::Stats { t, json } => {
                 let q = match open(&t).await {
                     Ok(q) => q,
@@ -319,10 +477,7 @@ fn print_task(task: &corral_queue::Listed, json: bool, full: bool) {
 const MAX_RESULT: usize = 1_000_000;
 
 async fn work(t: Target, concurrency: usize, exec: String, name: Option<String>) -> ExitCode {
-    let name = name.unwrap_or_else(|| {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-        format!("{}:{}", host.trim(), std::process::id())
-    });
+    let name = name.unwrap_or_else(default_name);
     let stopping = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(tokio::sync::Notify::new());
     {

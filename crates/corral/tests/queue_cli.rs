@@ -163,3 +163,53 @@ fn sigterm_finishes_the_running_task() {
     let s = stats(&server, "term");
     assert_eq!((s["ready"].as_u64(), s["running"].as_u64()), (Some(1), Some(0)), "the second task stays for others");
 }
+
+/// A schedule firing every second, with three schedulers running: each firing is pushed
+/// once. The elected scheduler is SIGKILLed; another takes over once its session expires,
+/// pushes the latest firing it missed once, and goes on.
+#[test]
+fn a_schedule_fires_once_per_firing_with_three_schedulers_and_one_killed() {
+    let server = Server::start();
+    let sched = |args: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_corral"));
+        c.args(["queue", "schedule", args[0], "--connect", &server.hosts(), "--session-timeout", "4s"]).args(&args[1..]);
+        c
+    };
+    let out = sched(&["add", "--name", "tick", "--cron", "* * * * * *", "--queue", "ticks", "tock"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let bad = sched(&["add", "--name", "x", "--cron", "every day", "--queue", "ticks", "p"]).output().unwrap();
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("cron expression"));
+    let mut schedulers = Vec::new();
+    for i in 1..=3 {
+        let c = sched(&["run", "--name", &format!("s{i}")]).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn();
+        schedulers.push(Worker(c.unwrap()));
+        std::thread::sleep(Duration::from_millis(300)); // s1 is first in line
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let killed_at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    schedulers[0].0.kill().unwrap(); // SIGKILL the elected one
+    schedulers[0].0.wait().unwrap();
+    // Its session expires after 4 s; s2 takes over and fires again.
+    std::thread::sleep(Duration::from_secs(9));
+    for w in &schedulers[1..] {
+        // SAFETY: kill(2) on a child this test started.
+        unsafe { libc::kill(w.0.id() as i32, libc::SIGTERM) };
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let fired: Vec<u64> = run(&server, &["list", "--queue", "ticks", "--json", "--limit", "1000"])
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["meta"]["fired_ms"].as_u64().expect("fired_ms"))
+        .collect();
+    let mut distinct = fired.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), fired.len(), "a firing was pushed twice: {fired:?}");
+    assert!(fired.iter().all(|t| t % 1000 == 0), "firings fall on whole seconds: {fired:?}");
+    let before = distinct.iter().filter(|&&t| t < killed_at).count();
+    let after = distinct.iter().filter(|&&t| t > killed_at + 3000).count();
+    assert!(before >= 2 && after >= 2, "firings before ({before}) and after ({after}) the failover: {distinct:?}");
+    // The missed firings of the failover collapse into one: no second-by-second run
+    // through the gap.
+    let gaps = distinct.windows(2).filter(|w| w[1] - w[0] > 1000).count();
+    assert!(gaps <= 1, "{distinct:?}");
+}

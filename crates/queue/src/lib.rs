@@ -43,6 +43,9 @@ pub enum Error {
     Corrupt { id: String, reason: String },
     #[error("{0}")]
     Invalid(String),
+    /// A guarded push found its guard changed: nothing was pushed.
+    #[error("the guard node changed; nothing was pushed")]
+    GuardFailed,
 }
 
 impl From<zk::MultiWriteError> for Error {
@@ -254,6 +257,18 @@ impl Queue {
     /// Pushes several tasks in one multi: all or none. A key already used makes the whole
     /// batch fail with [`Error::Invalid`] naming it (push such tasks one by one).
     pub async fn push_batch(&self, tasks: &[(Vec<u8>, PushOptions)]) -> Result<Vec<String>> {
+        self.push_guarded(tasks, None, None).await
+    }
+
+    /// Pushes in one multi that also sets `guard`'s node to its data if its version is
+    /// still the given one; [`Error::GuardFailed`] if it was not (nothing was pushed). A
+    /// scheduler records a firing this way, so that the firing's task is pushed once.
+    pub(crate) async fn push_guarded(
+        &self,
+        tasks: &[(Vec<u8>, PushOptions)],
+        guard: Option<(&str, &[u8], i32)>,
+        schedule: Option<(&str, u64)>,
+    ) -> Result<Vec<String>> {
         if tasks.is_empty() {
             return Ok(Vec::new());
         }
@@ -294,6 +309,8 @@ impl Queue {
                     key: o.key.clone(),
                     worker: None,
                     last_error: None,
+                    schedule: schedule.map(|(name, _)| name.to_string()),
+                    fired_ms: schedule.map(|(_, at)| at),
                 };
                 w.add_create(&self.l.task(id), &record::encode(&meta, payload), &persistent())?;
                 n += 1;
@@ -315,6 +332,11 @@ impl Queue {
                 }
             }
             w.add_set_data(&self.l.signal(), b"", None)?;
+            n += 1;
+            if let Some((path, data, version)) = guard {
+                w.add_set_data(path, data, Some(version))?;
+            }
+            let guard_op = n;
             match w.commit().await {
                 Ok(results) => {
                     for (index, priority, bucket) in entry_ops {
@@ -327,6 +349,9 @@ impl Queue {
                     return Ok(ids);
                 }
                 Err(e) => match failed_op(&e) {
+                    Some((i, zk::Error::BadVersion | zk::Error::NoNode)) if guard.is_some() && i == guard_op => {
+                        return Err(Error::GuardFailed)
+                    }
                     // A bucket emptied and removed, or a delayed minute swept away
                     // meanwhile: look again.
                     Some((_, zk::Error::NoNode)) => continue,
@@ -347,6 +372,7 @@ impl Queue {
     }
 }
 
+pub mod schedule;
 mod take;
 mod wait;
 pub use take::Listed;

@@ -39,6 +39,11 @@ pub struct Meta {
     pub worker: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// Pushed by this schedule, for the firing at `fired_ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fired_ms: Option<u64>,
 }
 
 fn is_zero(v: &u64) -> bool {
@@ -77,6 +82,8 @@ mod tests {
             key: Some("k\n1".into()),
             worker: None,
             last_error: None,
+            schedule: None,
+            fired_ms: None,
         };
         for payload in [&b""[..], b"\n\n{\"x\":1}", &[0, 255, 10, 13]] {
             let bytes = encode(&meta, payload);
