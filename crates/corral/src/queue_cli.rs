@@ -102,6 +102,29 @@ pub enum QueueCommand {
     /// Schedules: push a task at every firing of a cron expression.
     #[command(subcommand)]
     Schedule(ScheduleCommand),
+    /// Measure (for bench/queue.py): the cost of a take with many tasks waiting, or
+    /// end-to-end throughput; prints one JSON object.
+    #[command(hide = true)]
+    Bench {
+        #[command(flatten)]
+        t: Target,
+        /// take-cost or throughput.
+        #[arg(long)]
+        mode: String,
+        /// take-cost: tasks waiting (pushed first, up to this many).
+        #[arg(long, default_value_t = 1000)]
+        waiting: u64,
+        /// take-cost: takes measured.
+        #[arg(long, default_value_t = 200)]
+        takes: u32,
+        /// throughput: producer sessions, worker sessions, tasks.
+        #[arg(long, default_value_t = 4)]
+        producers: usize,
+        #[arg(long, default_value_t = 8)]
+        workers: usize,
+        #[arg(long, default_value_t = 10000)]
+        tasks: u64,
+    },
     /// Print the result a worker stored for a task.
     Result {
         #[command(flatten)]
@@ -277,6 +300,98 @@ async fn schedule(cmd: ScheduleCommand) -> ExitCode {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
+async fn bench(
+    t: &Target,
+    mode: &str,
+    waiting: u64,
+    takes: u32,
+    producers: usize,
+    workers: usize,
+    tasks: u64,
+) -> Result<serde_json::Value, String> {
+    let payload = vec![b'x'; 100];
+    match mode {
+        "take-cost" => {
+            let q = open(t).await?;
+            let have = q.stats().await.map_err(|e| e.to_string())?.ready;
+            let started = std::time::Instant::now();
+            // Fill with 4 sessions, 500 tasks per multi.
+            let mut fill = tokio::task::JoinSet::new();
+            let need = waiting.saturating_sub(have);
+            for p in 0..4u64 {
+                let (q, payload) = (open(t).await?, payload.clone());
+                let mine = need / 4 + u64::from(p < need % 4);
+                fill.spawn(async move {
+                    let mut left = mine;
+                    while left > 0 {
+                        let n = left.min(500);
+                        let batch: Vec<(Vec<u8>, PushOptions)> = (0..n).map(|_| (payload.clone(), PushOptions::default())).collect();
+                        q.push_batch(&batch).await.map_err(|e| e.to_string())?;
+                        left -= n;
+                    }
+                    Ok::<(), String>(())
+                });
+            }
+            while let Some(r) = fill.join_next().await {
+                r.map_err(|e| e.to_string())??;
+            }
+            let fill_s = started.elapsed().as_secs_f64();
+            let mut us = Vec::new();
+            for _ in 0..takes {
+                let t0 = std::time::Instant::now();
+                let c = q.take("bench", None).await.map_err(|e| e.to_string())?.ok_or("the queue ran dry")?;
+                q.ack(&c, None).await.map_err(|e| e.to_string())?;
+                us.push(t0.elapsed().as_micros() as u64);
+            }
+            us.sort();
+            let pct = |p: f64| us[((us.len() - 1) as f64 * p) as usize];
+            Ok(serde_json::json!({
+                "mode": mode, "waiting": waiting, "pushed": need, "fill_s": fill_s, "takes": takes,
+                "take_ack_us_p50": pct(0.5), "take_ack_us_p99": pct(0.99),
+                "take_ack_us_mean": us.iter().sum::<u64>() / us.len().max(1) as u64,
+            }))
+        }
+        "throughput" => {
+            let done = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let started = std::time::Instant::now();
+            let mut set = tokio::task::JoinSet::new();
+            for p in 0..producers.max(1) {
+                let (q, payload) = (open(t).await?, payload.clone());
+                let mine = tasks / producers.max(1) as u64 + u64::from((p as u64) < tasks % producers.max(1) as u64);
+                set.spawn(async move {
+                    for _ in 0..mine {
+                        q.push(&payload, &PushOptions::default()).await.map_err(|e| e.to_string())?;
+                    }
+                    Ok::<(), String>(())
+                });
+            }
+            for w in 0..workers.max(1) {
+                let (q, done) = (open(t).await?, done.clone());
+                set.spawn(async move {
+                    let name = format!("bench-{w}");
+                    while done.load(Ordering::SeqCst) < tasks {
+                        if let Some(c) = q.take(&name, Some(Duration::from_millis(200))).await.map_err(|e| e.to_string())? {
+                            q.ack(&c, None).await.map_err(|e| e.to_string())?;
+                            done.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }
+                    Ok::<(), String>(())
+                });
+            }
+            while let Some(r) = set.join_next().await {
+                r.map_err(|e| e.to_string())??;
+            }
+            let secs = started.elapsed().as_secs_f64();
+            Ok(serde_json::json!({
+                "mode": mode, "producers": producers, "workers": workers, "tasks": tasks,
+                "seconds": secs, "tasks_per_s": tasks as f64 / secs,
+            }))
+        }
+        _ => Err(format!("unknown bench mode {mode:?} (take-cost, throughput)")),
+    }
+}
+
 /// `30s`, `5m`, `2h`, `250ms`, `1d`, or plain seconds.
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -327,6 +442,15 @@ pub fn run(cmd: QueueCommand) -> ExitCode {
             }
             QueueCommand::Work { t, concurrency, exec, name } => work(t, concurrency.max(1), exec, name).await,
             QueueCommand::Schedule(cmd) => schedule(cmd).await,
+            QueueCommand::Bench { t, mode, waiting, takes, producers, workers, tasks } => {
+                match bench(&t, &mode, waiting, takes, producers, workers, tasks).await {
+                    Ok(v) => {
+                        println!("{v}");
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(e),
+                }
+            }
             QueueCommand::Stats { t, json } => {
                 let q = match open(&t).await {
                     Ok(q) => q,

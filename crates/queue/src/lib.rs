@@ -154,6 +154,9 @@ pub struct Queue {
     l: Layout,
     /// When this handle last looked for dead workers' tasks (ms since the epoch).
     last_reap_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// Per priority, the oldest bucket (other than 0) that may still hold entries, as far
+    /// as this handle knows: takes start there instead of listing the buckets.
+    head: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u16, u64>>>,
 }
 
 /// How often a busy worker also looks for dead workers' tasks (an idle one does it
@@ -171,12 +174,29 @@ impl Queue {
         if name.is_empty() || name.contains('/') {
             return Err(Error::Invalid(format!("bad queue name {name:?}")));
         }
-        let q = Queue { zk, name: name.to_string(), l: Layout::new(root), last_reap_ms: Default::default() };
+        let q = Queue {
+            zk,
+            name: name.to_string(),
+            l: Layout::new(root),
+            last_reap_ms: Default::default(),
+            head: Default::default(),
+        };
         q.ensure_path(&q.l.root).await?;
         for d in Layout::DIRS {
             q.create_if_absent(&q.l.dir(d), b"").await?;
         }
         Ok(q)
+    }
+
+    pub(crate) fn head_hint(&self, priority: u16) -> Option<u64> {
+        self.head.lock().expect("head hints").get(&priority).copied()
+    }
+
+    /// Moves the hint forward (never back).
+    pub(crate) fn set_head_hint(&self, priority: u16, bucket: u64) {
+        let mut h = self.head.lock().expect("head hints");
+        let e = h.entry(priority).or_insert(bucket);
+        *e = (*e).max(bucket);
     }
 
     pub fn name(&self) -> &str {
@@ -283,11 +303,21 @@ impl Queue {
         let ids: Vec<String> = tasks.iter().map(|_| new_id()).collect();
         loop {
             let now = now_ms();
+            // One look at each priority's current bucket per attempt: a batch fills it by
+            // at most its own size past the bucket's nominal size.
+            let mut current: std::collections::HashMap<u16, u64> = std::collections::HashMap::new();
             let mut buckets = Vec::new();
             for (_, o) in tasks {
                 buckets.push(match o.delay {
                     Some(d) if !d.is_zero() => None,
-                    _ => Some(self.current_bucket(o.priority).await?),
+                    _ => Some(match current.get(&o.priority) {
+                        Some(b) => *b,
+                        None => {
+                            let b = self.current_bucket(o.priority).await?;
+                            current.insert(o.priority, b);
+                            b
+                        }
+                    }),
                 });
             }
             let mut w = self.zk.new_multi_writer();
@@ -339,12 +369,17 @@ impl Queue {
             let guard_op = n;
             match w.commit().await {
                 Ok(results) => {
+                    // The last entry of each bucket says how full it is now.
+                    let mut last: std::collections::HashMap<(u16, u64), u64> = std::collections::HashMap::new();
                     for (index, priority, bucket) in entry_ops {
                         if let Some(zk::MultiWriteResult::Create { path, .. }) = results.get(index) {
                             if let Some((_, seq)) = path.rsplit('/').next().and_then(layout::parse_entry) {
-                                self.maybe_advance(priority, bucket, seq).await?;
+                                last.insert((priority, bucket), seq);
                             }
                         }
+                    }
+                    for ((priority, bucket), seq) in last {
+                        self.maybe_advance(priority, bucket, seq).await?;
                     }
                     return Ok(ids);
                 }

@@ -4,6 +4,9 @@ use crate::layout;
 use crate::record::{self, Meta, State};
 use crate::{backoff, ephemeral, failed_op, now_ms, persistent, sequential, zk, Claim, Error, Nacked, Queue, Result, Stats};
 
+/// How far ahead of a contended entry a take jumps (at random) for its next try.
+const CONTENDED_SPREAD: usize = 32;
+
 /// A task as `list` and `peek` show it.
 #[derive(Debug, Clone)]
 pub struct Listed {
@@ -32,32 +35,79 @@ impl Queue {
         for pname in self.children(&self.l.dir("ready")).await? {
             let Some(priority) = layout::parse_priority(&pname) else { continue };
             let current = self.current_bucket(priority).await?;
-            for bname in self.children(&self.l.priority(priority)).await? {
-                let Some(bucket) = layout::parse_bucket(&bname) else { continue };
+            // Bucket 0 (put-backs) first, then from the oldest bucket this handle knows
+            // to hold entries up to the current one: no list of buckets on the way.
+            let first = match self.head_hint(priority) {
+                Some(h) => h,
+                None => {
+                    // A new handle: one look at the buckets to find the oldest.
+                    let oldest = self
+                        .children(&self.l.priority(priority))
+                        .await?
+                        .iter()
+                        .filter_map(|b| layout::parse_bucket(b))
+                        .filter(|&b| b > 0)
+                        .min()
+                        .unwrap_or(current);
+                    self.set_head_hint(priority, oldest);
+                    oldest
+                }
+            };
+            for bucket in std::iter::once(0).chain(first.max(1)..=current) {
                 let bpath = self.l.bucket(priority, bucket);
-                let mut entries: Vec<(String, u64)> = self
-                    .children(&bpath)
-                    .await?
+                let Some(names) = self.children_if_exists(&bpath).await? else {
+                    if bucket > 0 && bucket < current {
+                        self.set_head_hint(priority, bucket + 1);
+                    }
+                    continue;
+                };
+                let mut entries: Vec<(String, u64)> = names
                     .into_iter()
                     .filter_map(|n| layout::parse_entry(&n).map(|(_, seq)| (n.clone(), seq)))
                     .collect();
                 if entries.is_empty() {
                     if bucket < current {
-                        // Drained for good: producers have moved on.
-                        let _ = self.zk.delete(&bpath, None).await;
+                        // Drained for good: producers have moved on (bucket 0 is made
+                        // again when needed). Only once it is gone does this handle skip
+                        // it: a producer with a stale view may still add to it until then.
+                        match self.zk.delete(&bpath, None).await {
+                            Ok(()) | Err(zk::Error::NoNode) if bucket > 0 => self.set_head_hint(priority, bucket + 1),
+                            _ => {}
+                        }
                     }
                     continue;
                 }
                 entries.sort_by_key(|(_, seq)| *seq);
-                for (name, _) in entries {
-                    let (id, _) = layout::parse_entry(&name).expect("parsed above");
+                // The oldest first. Losing a race for it means other workers are taking
+                // from the head too: jump to a random entry among the next few instead of
+                // racing them for each entry in turn.
+                let mut i = 0;
+                let mut tried = vec![false; entries.len()];
+                while let Some(pos) = (i..entries.len()).chain(0..i).find(|&p| !tried[p]) {
+                    tried[pos] = true;
+                    let name = &entries[pos].0;
+                    let (id, _) = layout::parse_entry(name).expect("parsed above");
                     if let Some(claim) = self.claim(worker, id, &format!("{bpath}/{name}")).await? {
                         return Ok(Some(claim));
                     }
+                    let spread = entries.len().min(CONTENDED_SPREAD);
+                    i = (pos + 1 + rand::random::<usize>() % spread) % entries.len();
                 }
             }
         }
         Ok(None)
+    }
+
+    /// The children of `path`, sorted; `None` if it does not exist.
+    async fn children_if_exists(&self, path: &str) -> Result<Option<Vec<String>>> {
+        match self.zk.list_children(path).await {
+            Ok(mut v) => {
+                v.sort();
+                Ok(Some(v))
+            }
+            Err(zk::Error::NoNode) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Claims task `id` through its ready entry; `None` if another worker was first.
