@@ -1,5 +1,6 @@
 //! `corral`: one binary for the server and its tools.
 
+mod bench;
 mod inspect;
 mod queue_cli;
 
@@ -26,6 +27,8 @@ enum Command {
     /// The task queue: push tasks, run workers, look and manage (docs/queue.md).
     #[command(subcommand)]
     Queue(queue_cli::QueueCommand),
+    /// Load any ZooKeeper-compatible server and measure throughput and latency.
+    Bench(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Server(args) => server(args),
         Command::Queue(cmd) => queue_cli::run(cmd),
+        Command::Bench(args) => bench::run(args),
         Command::Inspect(InspectCommand::Log { path, json }) => ExitCode::from(inspect::log(&path, json) as u8),
         Command::Inspect(InspectCommand::Snapshot { path, json }) => {
             ExitCode::from(inspect::snapshot(&path, json) as u8)
