@@ -81,10 +81,12 @@ struct Shared {
 impl Shared {
     /// Claims the next request; false once the run is over.
     fn next(&self) -> bool {
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return false;
-        }
-        self.started.fetch_add(1, Ordering::Relaxed) < self.limit
+        self.in_time() && self.started.fetch_add(1, Ordering::Relaxed) < self.limit
+    }
+
+    /// Before `--duration` ran out.
+    fn in_time(&self) -> bool {
+        self.deadline.is_none_or(|d| Instant::now() < d)
     }
 }
 
@@ -272,9 +274,7 @@ async fn queue_load(a: &BenchArgs, shared: &Arc<Shared>, payload: &[u8], run_id:
         let q = Queue::open(connect(&a.connect).await?, &name).await.map_err(|e| e.to_string())?;
         let (shared, pushed, payload) = (shared.clone(), pushed.clone(), payload.to_vec());
         set.spawn(async move {
-            while pushed.fetch_add(1, Ordering::Relaxed) < shared.limit
-                && !shared.deadline.is_some_and(|d| Instant::now() >= d)
-            {
+            while pushed.fetch_add(1, Ordering::Relaxed) < shared.limit && shared.in_time() {
                 if q.push(&payload, &PushOptions::default()).await.is_err() {
                     shared.errors.fetch_add(1, Ordering::Relaxed);
                 }
@@ -287,9 +287,7 @@ async fn queue_load(a: &BenchArgs, shared: &Arc<Shared>, payload: &[u8], run_id:
         set.spawn(async move {
             let mut h = hist();
             let me = format!("bench-{w}");
-            while shared.done.load(Ordering::Relaxed) < shared.limit
-                && !shared.deadline.is_some_and(|d| Instant::now() >= d)
-            {
+            while shared.done.load(Ordering::Relaxed) < shared.limit && shared.in_time() {
                 let t = Instant::now();
                 match q.take(&me, Some(Duration::from_millis(200))).await {
                     Ok(Some(c)) => {
