@@ -617,46 +617,88 @@ async fn work(t: Target, concurrency: usize, exec: String, name: Option<String>)
             stop.notify_waiters();
         });
     }
-    let q = match open(&t).await {
-        Ok(q) => q,
-        Err(e) => return fail(e),
-    };
-    eprintln!("corral queue work: {name} takes from queue {} ({concurrency} at a time)", t.queue);
-    let mut slots = tokio::task::JoinSet::new();
-    for slot in 0..concurrency {
-        let (q, exec, stopping, stop) = (q.clone(), exec.clone(), stopping.clone(), stop.clone());
-        let worker = if concurrency > 1 { format!("{name}#{slot}") } else { name.clone() };
-        slots.spawn(async move {
-            while !stopping.load(Ordering::SeqCst) {
-                let taken = tokio::select! {
-                    r = q.take(&worker, Some(Duration::from_secs(60))) => r,
-                    _ = stop.notified() => break,
-                };
-                match taken {
-                    Ok(Some(task)) => run_task(&q, &task, &exec).await,
-                    Ok(None) => {}
-                    Err(e) => {
-                        eprintln!("corral queue work: {e}");
-                        if matches!(e, corral_queue::Error::Zk(zk::Error::SessionExpired | zk::Error::ClientClosed)) {
-                            return Err(e.to_string());
+    let mut first = true;
+    // A session that expires (a long network cut, say) takes this worker's claims with
+    // it; the worker starts a new one and goes on.
+    while !stopping.load(Ordering::SeqCst) {
+        let q = match open(&t).await {
+            Ok(q) => q,
+            Err(e) if first => return fail(e),
+            Err(e) => {
+                eprintln!("corral queue work: {e}; trying again");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        if first {
+            eprintln!("corral queue work: {name} takes from queue {} ({concurrency} at a time)", t.queue);
+            first = false;
+        } else {
+            eprintln!("corral queue work: new session; taking again");
+        }
+        let mut slots = tokio::task::JoinSet::new();
+        for slot in 0..concurrency {
+            let (q, exec, stopping, stop) = (q.clone(), exec.clone(), stopping.clone(), stop.clone());
+            let worker = if concurrency > 1 { format!("{name}#{slot}") } else { name.clone() };
+            slots.spawn(async move {
+                while !stopping.load(Ordering::SeqCst) {
+                    let taken = tokio::select! {
+                        r = q.take(&worker, Some(Duration::from_secs(60))) => r,
+                        _ = stop.notified() => break,
+                    };
+                    match taken {
+                        Ok(Some(task)) => {
+                            if !run_task(&q, &task, &exec).await {
+                                return;
+                            }
                         }
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        Ok(None) => {}
+                        Err(e) if session_gone(&e) => {
+                            eprintln!("corral queue work: {e}");
+                            return;
+                        }
+                        Err(e) => {
+                            eprintln!("corral queue work: {e}");
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
                     }
                 }
-            }
-            Ok(())
-        });
-    }
-    let mut code = ExitCode::SUCCESS;
-    while let Some(r) = slots.join_next().await {
-        if let Ok(Err(e)) = r {
-            code = fail(format!("worker stopped: {e}"));
+            });
         }
+        while slots.join_next().await.is_some() {}
     }
-    code
+    ExitCode::SUCCESS
 }
 
-async fn run_task(q: &Queue, task: &Claim, exec: &str) {
+/// The session is over: nothing more can be done through it.
+fn session_gone(e: &corral_queue::Error) -> bool {
+    matches!(e, corral_queue::Error::Zk(zk::Error::SessionExpired | zk::Error::ClientClosed))
+}
+
+/// Runs `op` until it gives an answer: errors other than the session's end are retried
+/// a few times (a broken connection leaves a multi's outcome unknown; a retry of ack or
+/// nack is refused as stale if the first went through).
+async fn settle<T, F, Fut>(mut op: F) -> corral_queue::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = corral_queue::Result<T>>,
+{
+    let mut tries = 0;
+    loop {
+        match op().await {
+            Err(corral_queue::Error::Zk(e)) if tries < 4 && !matches!(e, zk::Error::SessionExpired | zk::Error::ClientClosed) => {
+                tries += 1;
+                eprintln!("corral queue work: {e}; trying again");
+                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Runs one task's command and acks or nacks it. False when the session is gone (the
+/// worker must start a new one).
+async fn run_task(q: &Queue, task: &Claim, exec: &str) -> bool {
     let child = tokio::process::Command::new("sh")
         .arg("-c")
         .arg(exec)
@@ -669,39 +711,51 @@ async fn run_task(q: &Queue, task: &Claim, exec: &str) {
         .stderr(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn();
-    let mut child = match child {
-        Ok(c) => c,
-        Err(e) => {
-            report(q.nack(task, &format!("cannot run {exec:?}: {e}")).await, task);
-            return;
+    let outcome = match child {
+        Err(e) => Err(format!("cannot run {exec:?}: {e}")),
+        Ok(mut child) => {
+            if let Some(mut stdin) = child.stdin.take() {
+                let payload = task.payload.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    let _ = stdin.write_all(&payload).await;
+                });
+            }
+            match child.wait_with_output().await {
+                Ok(out) if out.status.success() => Ok(out.stdout),
+                Ok(out) => {
+                    let mut err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                    if err.is_empty() {
+                        err = format!("exited with {}", out.status);
+                    }
+                    err.truncate(4000);
+                    Err(err)
+                }
+                Err(e) => Err(format!("waiting for {exec:?}: {e}")),
+            }
         }
     };
-    if let Some(mut stdin) = child.stdin.take() {
-        let payload = task.payload.clone();
-        tokio::spawn(async move {
-            use tokio::io::AsyncWriteExt;
-            let _ = stdin.write_all(&payload).await;
-        });
-    }
-    match child.wait_with_output().await {
-        Ok(out) if out.status.success() => {
-            let mut result = out.stdout;
+    match outcome {
+        Ok(mut result) => {
             result.truncate(MAX_RESULT);
-            match q.ack(task, Some(&result)).await {
+            match settle(|| q.ack(task, Some(&result))).await {
                 Ok(()) => eprintln!("corral queue work: task {} done (attempt {})", task.id, task.attempt),
+                Err(e) if session_gone(&e) => {
+                    eprintln!("corral queue work: task {} finished but the session ended: {e}", task.id);
+                    return false;
+                }
                 Err(e) => eprintln!("corral queue work: task {} finished but its ack was refused: {e}", task.id),
             }
         }
-        Ok(out) => {
-            let mut err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-            if err.is_empty() {
-                err = format!("exited with {}", out.status);
+        Err(error) => {
+            let r = settle(|| q.nack(task, &error)).await;
+            if matches!(&r, Err(e) if session_gone(e)) {
+                return false;
             }
-            err.truncate(4000);
-            report(q.nack(task, &err).await, task);
+            report(r, task);
         }
-        Err(e) => report(q.nack(task, &format!("waiting for {exec:?}: {e}")).await, task),
     }
+    true
 }
 
 fn report(r: corral_queue::Result<Nacked>, task: &Claim) {

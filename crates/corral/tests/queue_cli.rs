@@ -213,3 +213,24 @@ fn a_schedule_fires_once_per_firing_with_three_schedulers_and_one_killed() {
     let gaps = distinct.windows(2).filter(|w| w[1] - w[0] > 1000).count();
     assert!(gaps <= 1, "{distinct:?}");
 }
+
+/// A worker whose session expired (stopped longer than its session timeout) starts a new
+/// session and goes on taking tasks.
+#[test]
+fn a_worker_whose_session_expired_carries_on() {
+    let server = Server::start();
+    let mut w = worker(&server, "reborn", "cat", "w");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while stats(&server, "reborn")["waiting_workers"].as_u64() != Some(1) {
+        assert!(Instant::now() < deadline, "the worker never waited");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill(2) on a child this test started.
+    unsafe { libc::kill(w.0.id() as i32, libc::SIGSTOP) };
+    std::thread::sleep(Duration::from_secs(7)); // its 4 s session expires meanwhile
+    assert_eq!(stats(&server, "reborn")["waiting_workers"].as_u64(), Some(0), "the expired session's waiter went");
+    unsafe { libc::kill(w.0.id() as i32, libc::SIGCONT) };
+    let id = run(&server, &["push", "--queue", "reborn", "still here"]).trim().to_string();
+    assert_eq!(run(&server, &["result", "--queue", "reborn", &id, "--wait", "20s"]), "still here");
+    assert!(w.0.try_wait().unwrap().is_none(), "the worker is still running");
+}

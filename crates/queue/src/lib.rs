@@ -301,7 +301,15 @@ impl Queue {
             }
         }
         let ids: Vec<String> = tasks.iter().map(|_| new_id()).collect();
+        let mut attempts = 0;
         loop {
+            attempts += 1;
+            if attempts > 20 {
+                return Err(Error::Invalid(format!(
+                    "queue {}: its nodes keep vanishing under the push (was it deleted?)",
+                    self.name
+                )));
+            }
             let now = now_ms();
             // One look at each priority's current bucket per attempt: a batch fills it by
             // at most its own size past the bucket's nominal size.

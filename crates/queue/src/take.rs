@@ -139,6 +139,25 @@ impl Queue {
             Err(e) if matches!(failed_op(&e), Some((_, zk::Error::NoNode | zk::Error::BadVersion | zk::Error::NodeExists))) => {
                 Ok(None)
             }
+            // The connection broke with the multi in flight: it may have been applied.
+            // If the claim is there and ours (our session's ephemeral), we hold the task;
+            // otherwise forgetting it would leave it claimed for as long as we live.
+            Err(zk::MultiWriteError::RequestFailed { source: zk::Error::ConnectionLoss }) => {
+                match self.zk.check_stat(&self.l.claim(id)).await? {
+                    Some(st) if st.ephemeral_owner == self.zk.session_id().0 => {
+                        let Some((meta, payload, version)) = self.read_task(id).await? else { return Ok(None) };
+                        Ok(Some(Claim {
+                            id: id.to_string(),
+                            payload,
+                            attempt: meta.attempt,
+                            fencing_token: meta.token,
+                            version,
+                            meta,
+                        }))
+                    }
+                    _ => Ok(None),
+                }
+            }
             Err(e) => Err(e.into()),
         }
     }
