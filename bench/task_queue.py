@@ -131,8 +131,9 @@ def main() -> int:
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--small", type=int, default=1000, help="take cost: small backlog (default 1000)")
     ap.add_argument("--big", type=int, default=1_000_000, help="take cost on Corral: big backlog (default 1000000)")
-    ap.add_argument("--zk-big", type=int, default=100_000, help="take cost on ZooKeeper: big backlog (default 100000)")
-    ap.add_argument("--takes", type=int, default=200)
+    ap.add_argument("--zk-big", type=int, default=1_000_000, help="take cost on ZooKeeper: big backlog (default 1000000)")
+    ap.add_argument("--takes", type=int, default=200, help="takes measured with the small backlog")
+    ap.add_argument("--big-takes", type=int, default=50, help="takes measured with the big backlogs")
     ap.add_argument("--json", metavar="FILE")
     ap.add_argument("--zk-heap", default="4g")
     ap.add_argument("--corral-bin", type=Path,
@@ -143,8 +144,8 @@ def main() -> int:
     tp = ["--mode", "throughput", "--tasks", str(args.tasks), "--producers", str(args.producers),
           "--workers", str(args.workers)]
 
-    def cost(port, queue, n):
-        return corral_bench(args, port, queue, "--mode", "take-cost", "--waiting", str(n), "--takes", str(args.takes))
+    def cost(port, queue, n, takes):
+        return corral_bench(args, port, queue, "--mode", "take-cost", "--waiting", str(n), "--takes", str(takes))
 
     try:
         for kind in ["corral", "zookeeper"]:
@@ -154,15 +155,15 @@ def main() -> int:
             r: dict = {}
             r["queue_throughput"] = corral_bench(args, srv.port, "tp", *tp)
             log(f"  corral-queue throughput: {r['queue_throughput']}")
-            r["queue_small"] = cost(srv.port, "small", args.small)
+            r["queue_small"] = cost(srv.port, "small", args.small, args.takes)
             big = args.big if kind == "corral" else args.zk_big
-            r["queue_big"] = cost(srv.port, "big", big)
+            r["queue_big"] = cost(srv.port, "big", big, args.big_takes)
             log(f"  corral-queue take cost: {r['queue_small']} / {r['queue_big']}")
             if kind == "zookeeper":
                 r["locking_throughput"] = locking_throughput(srv.port, args.producers, args.workers, args.tasks)
                 log(f"  LockingQueue throughput: {r['locking_throughput']}")
                 r["locking_small"] = locking_take_cost(srv.port, args.small, args.takes)
-                r["locking_big"] = locking_take_cost(srv.port, args.zk_big, args.takes)
+                r["locking_big"] = locking_take_cost(srv.port, args.zk_big, args.big_takes)
                 log(f"  LockingQueue take cost: {r['locking_small']} / {r['locking_big']}")
             srv.stop()
             results[kind] = r
