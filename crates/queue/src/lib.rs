@@ -386,8 +386,12 @@ impl Queue {
                             }
                         }
                     }
+                    // The push is done: a failure to move producers on is only logged (the
+                    // next push tries again), never reported as a failed push.
                     for ((priority, bucket), seq) in last {
-                        self.maybe_advance(priority, bucket, seq).await?;
+                        if let Err(e) = self.maybe_advance(priority, bucket, seq).await {
+                            tracing::warn!(queue = %self.name, error = %e, "moving to the next bucket failed");
+                        }
                     }
                     return Ok(ids);
                 }
@@ -396,8 +400,16 @@ impl Queue {
                         return Err(Error::GuardFailed)
                     }
                     // A bucket emptied and removed, or a delayed minute swept away
-                    // meanwhile: look again.
-                    Some((_, zk::Error::NoNode)) => continue,
+                    // meanwhile: look again, making the current bucket if it is missing
+                    // (a priority whose creation was cut short).
+                    Some((_, zk::Error::NoNode)) => {
+                        for (&p, &b) in &current {
+                            if self.current_bucket(p).await? == b {
+                                self.create_if_absent(&self.l.bucket(p, b), b"").await?;
+                            }
+                        }
+                        continue;
+                    }
                     Some((index, zk::Error::NodeExists)) => {
                         if let Some((_, k)) = key_ops.iter().find(|(i, _)| *i == index) {
                             if tasks.len() == 1 {

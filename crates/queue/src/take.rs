@@ -124,7 +124,10 @@ impl Queue {
         let mut w = self.zk.new_multi_writer();
         w.add_delete(entry, None)?;
         w.add_set_data(&self.l.task(id), &record::encode(&meta, &payload), Some(version))?;
-        w.add_create(&self.l.claim(id), format!("{worker}\n{}", meta.token).as_bytes(), &ephemeral())?;
+        // A nonce of this take, to know it for ours if the answer is lost (two takes through
+        // one session may race for the same entry).
+        let claim_data = format!("{worker}\n{}\n{:016x}", meta.token, rand::random::<u64>());
+        w.add_create(&self.l.claim(id), claim_data.as_bytes(), &ephemeral())?;
         w.add_create(&self.l.running(id), b"", &persistent())?;
         match w.commit().await {
             Ok(_) => Ok(Some(Claim {
@@ -142,9 +145,25 @@ impl Queue {
             // The connection broke with the multi in flight: it may have been applied.
             // If the claim is there and ours (our session's ephemeral), we hold the task;
             // otherwise forgetting it would leave it claimed for as long as we live.
-            Err(zk::MultiWriteError::RequestFailed { source: zk::Error::ConnectionLoss }) => {
-                match self.zk.check_stat(&self.l.claim(id)).await? {
-                    Some(st) if st.ephemeral_owner == self.zk.session_id().0 => {
+            Err(zk::MultiWriteError::RequestFailed { source })
+                if !matches!(source, zk::Error::SessionExpired | zk::Error::ClientClosed) =>
+            {
+                // Ask until the answer is definite.
+                let mut tries = 0;
+                let found = loop {
+                    match self.zk.get_data(&self.l.claim(id)).await {
+                        Ok((data, _)) => break Some(data),
+                        Err(zk::Error::NoNode) => break None,
+                        Err(e @ (zk::Error::SessionExpired | zk::Error::ClientClosed)) => return Err(e.into()),
+                        Err(e) if tries >= 50 => return Err(e.into()),
+                        Err(_) => {
+                            tries += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        }
+                    }
+                };
+                match found {
+                    Some(data) if data == claim_data.as_bytes() => {
                         let Some((meta, payload, version)) = self.read_task(id).await? else { return Ok(None) };
                         Ok(Some(Claim {
                             id: id.to_string(),
@@ -246,7 +265,7 @@ impl Queue {
 
     /// One due delayed task into the ready index (if nobody else did it first).
     async fn promote(&self, entry: &str, id: &str, priority: u16) -> Result<()> {
-        loop {
+        for _ in 0..20 {
             let Some((mut meta, payload, version)) = self.read_task(id).await? else {
                 let _ = self.zk.delete(entry, None).await;
                 return Ok(());
@@ -271,11 +290,19 @@ impl Queue {
                 // Someone else promoted it (the entry is gone) or the task changed.
                 Err(e) if matches!(failed_op(&e), Some((0, _))) => return Ok(()),
                 Err(e) if matches!(failed_op(&e), Some((1, zk::Error::BadVersion))) => continue,
-                // The bucket went away meanwhile: look again.
-                Err(e) if matches!(failed_op(&e), Some((2, zk::Error::NoNode))) => continue,
+                // The current bucket is missing (a half-made priority): make it.
+                Err(e) if matches!(failed_op(&e), Some((2, zk::Error::NoNode))) => {
+                    self.create_if_absent(&self.l.bucket(priority, bucket), b"").await?;
+                }
+                // Cancelled meanwhile.
+                Err(e) if matches!(failed_op(&e), Some((1, zk::Error::NoNode))) => {
+                    let _ = self.zk.delete(entry, None).await;
+                    return Ok(());
+                }
                 Err(e) => return Err(e.into()),
             }
         }
+        Err(Error::Invalid(format!("queue {}: could not promote task {id}; will try again", self.name)))
     }
 
     /// Puts back the tasks of workers that died: running, but with no claim (its

@@ -37,7 +37,8 @@ impl Queue {
         let result = self.wait_in_line(worker, &me, deadline).await;
         match self.zk.delete(&format!("{}/{me}", self.l.dir("waiters")), None).await {
             Ok(()) | Err(zk::Error::NoNode) => {}
-            Err(e) if result.is_ok() => return Err(e.into()),
+            // A claim is never dropped for this: the node goes with the session at worst.
+            Err(e) if matches!(result, Ok(None)) => return Err(e.into()),
             Err(_) => {}
         }
         result
