@@ -260,6 +260,8 @@ async fn one_shot_and_persistent_watch_from_different_sessions() {
     let persistent_watcher = server.connect().await;
     let writer = server.connect().await;
     writer.create("/mix", b"", &persistent()).await.unwrap();
+    // The watchers may be on other members of an ensemble: sync before reading.
+    watcher.sync("/mix").await.unwrap();
     let (_, _, once) = watcher.get_and_watch_data("/mix").await.unwrap();
     let mut pw = persistent_watcher.watch("/mix", AddWatchMode::Persistent).await.unwrap();
     writer.set_data("/mix", b"1", None).await.unwrap();
