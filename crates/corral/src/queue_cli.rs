@@ -423,153 +423,81 @@ pub fn run(cmd: QueueCommand) -> ExitCode {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     rt.block_on(async move {
         match cmd {
-            QueueCommand::Push { t, priority, delay, key, max_attempts, payload } => {
-                let payload = match read_payload(payload.as_deref()) {
-                    Ok(p) => p,
-                    Err(e) => return fail(e),
-                };
-                let q = match open(&t).await {
-                    Ok(q) => q,
-                    Err(e) => return fail(e),
-                };
-                match q.push(&payload, &PushOptions { priority, delay, key, max_attempts }).await {
-                    Ok(id) => {
-                        println!("{id}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(e),
-                }
-            }
             QueueCommand::Work { t, concurrency, exec, name } => work(t, concurrency.max(1), exec, name).await,
             QueueCommand::Schedule(cmd) => schedule(cmd).await,
-            QueueCommand::Bench { t, mode, waiting, takes, producers, workers, tasks } => {
-                match bench(&t, &mode, waiting, takes, producers, workers, tasks).await {
-                    Ok(v) => {
-                        println!("{v}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(e),
-                }
-            }
-            QueueCommand::Stats { t, json } => {
-                let q = match open(&t).await {
-                    Ok(q) => q,
-                    Err(e) => return fail(e),
-                };
-                match q.stats().await {
-                    Ok(s) if json => {
-                        let running: Vec<_> =
-                            s.running_by.iter().map(|(id, w)| serde_json::json!({"id": id, "worker": w})).collect();
-                        let v = serde_json::json!({
-                            "queue": t.queue, "ready": s.ready, "delayed": s.delayed, "running": s.running,
-                            "dead": s.dead, "waiting_workers": s.waiting_workers, "running_tasks": running,
-                        });
-                        println!("{v}");
-                        ExitCode::SUCCESS
-                    }
-                    Ok(s) => {
-                        println!("queue {}: {} ready, {} delayed, {} running, {} dead; {} workers waiting",
-                            t.queue, s.ready, s.delayed, s.running, s.dead, s.waiting_workers);
-                        for (id, w) in s.running_by {
-                            println!("  running {id} on {w}");
-                        }
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(e),
-                }
-            }
-            QueueCommand::List { t, limit, json } => {
-                let q = match open(&t).await {
-                    Ok(q) => q,
-                    Err(e) => return fail(e),
-                };
-                match q.list(limit).await {
-                    Ok(tasks) => {
-                        for task in tasks {
-                            print_task(&task, json, false);
-                        }
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(e),
-                }
-            }
-            QueueCommand::Peek { t, id, json } => {
-                let q = match open(&t).await {
-                    Ok(q) => q,
-                    Err(e) => return fail(e),
-                };
-                match q.peek(&id).await {
-                    Ok(Some(task)) => {
-                        print_task(&task, json, true);
-                        ExitCode::SUCCESS
-                    }
-                    Ok(None) => fail(format!("no task {id} in queue {}", t.queue)),
-                    Err(e) => fail(e),
-                }
-            }
-            QueueCommand::Cancel { t, id } => {
-                let q = match open(&t).await {
-                    Ok(q) => q,
-                    Err(e) => return fail(e),
-                };
-                match q.cancel(&id).await {
-                    Ok(true) => ExitCode::SUCCESS,
-                    Ok(false) => fail(format!("no task {id} in queue {}", t.queue)),
-                    Err(e) => fail(e),
-                }
-            }
-            QueueCommand::RequeueDead { t } => {
-                let q = match open(&t).await {
-                    Ok(q) => q,
-                    Err(e) => return fail(e),
-                };
-                match q.requeue_dead().await {
-                    Ok(n) => {
-                        println!("{n}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(e),
-                }
-            }
-            QueueCommand::Purge { t } => {
-                let q = match open(&t).await {
-                    Ok(q) => q,
-                    Err(e) => return fail(e),
-                };
-                match q.purge().await {
-                    Ok(n) => {
-                        println!("{n}");
-                        ExitCode::SUCCESS
-                    }
-                    Err(e) => fail(e),
-                }
-            }
-            QueueCommand::Result { t, id, wait } => {
-                let wait = match wait.as_deref() {
-                    None => None,
-                    Some("forever") => Some(Duration::from_secs(100 * 365 * 86400)),
-                    Some(w) => match parse_duration(w) {
-                        Ok(d) => Some(d),
-                        Err(e) => return fail(e),
-                    },
-                };
-                let q = match open(&t).await {
-                    Ok(q) => q,
-                    Err(e) => return fail(e),
-                };
-                match q.result(&id, wait).await {
-                    Ok(Some(r)) => {
-                        let mut out = std::io::stdout().lock();
-                        let _ = out.write_all(&r);
-                        let _ = out.flush();
-                        ExitCode::SUCCESS
-                    }
-                    Ok(None) => fail(format!("no result for task {id} (yet)")),
-                    Err(e) => fail(e),
+            cmd => match command(cmd).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => fail(e),
+            },
+        }
+    })
+}
+
+/// The commands that do one thing and end.
+async fn command(cmd: QueueCommand) -> Result<(), String> {
+    let err = |e: corral_queue::Error| e.to_string();
+    match cmd {
+        QueueCommand::Push { t, priority, delay, key, max_attempts, payload } => {
+            let payload = read_payload(payload.as_deref())?;
+            let q = open(&t).await?;
+            let id = q.push(&payload, &PushOptions { priority, delay, key, max_attempts }).await.map_err(err)?;
+            println!("{id}");
+        }
+        QueueCommand::Stats { t, json } => {
+            let s = open(&t).await?.stats().await.map_err(err)?;
+            if json {
+                let running: Vec<_> =
+                    s.running_by.iter().map(|(id, w)| serde_json::json!({"id": id, "worker": w})).collect();
+                let v = serde_json::json!({
+                    "queue": t.queue, "ready": s.ready, "delayed": s.delayed, "running": s.running,
+                    "dead": s.dead, "waiting_workers": s.waiting_workers, "running_tasks": running,
+                });
+                println!("{v}");
+            } else {
+                println!("queue {}: {} ready, {} delayed, {} running, {} dead; {} workers waiting",
+                    t.queue, s.ready, s.delayed, s.running, s.dead, s.waiting_workers);
+                for (id, w) in s.running_by {
+                    println!("  running {id} on {w}");
                 }
             }
         }
-    })
+        QueueCommand::List { t, limit, json } => {
+            for task in open(&t).await?.list(limit).await.map_err(err)? {
+                print_task(&task, json, false);
+            }
+        }
+        QueueCommand::Peek { t, id, json } => match open(&t).await?.peek(&id).await.map_err(err)? {
+            Some(task) => print_task(&task, json, true),
+            None => return Err(format!("no task {id} in queue {}", t.queue)),
+        },
+        QueueCommand::Cancel { t, id } => {
+            if !open(&t).await?.cancel(&id).await.map_err(err)? {
+                return Err(format!("no task {id} in queue {}", t.queue));
+            }
+        }
+        QueueCommand::RequeueDead { t } => println!("{}", open(&t).await?.requeue_dead().await.map_err(err)?),
+        QueueCommand::Purge { t } => println!("{}", open(&t).await?.purge().await.map_err(err)?),
+        QueueCommand::Bench { t, mode, waiting, takes, producers, workers, tasks } => {
+            println!("{}", bench(&t, &mode, waiting, takes, producers, workers, tasks).await?);
+        }
+        QueueCommand::Result { t, id, wait } => {
+            let wait = match wait.as_deref() {
+                None => None,
+                Some("forever") => Some(Duration::from_secs(100 * 365 * 86400)),
+                Some(w) => Some(parse_duration(w)?),
+            };
+            match open(&t).await?.result(&id, wait).await.map_err(err)? {
+                Some(r) => {
+                    let mut out = std::io::stdout().lock();
+                    let _ = out.write_all(&r);
+                    let _ = out.flush();
+                }
+                None => return Err(format!("no result for task {id} (yet)")),
+            }
+        }
+        QueueCommand::Work { .. } | QueueCommand::Schedule(_) => unreachable!("run() handles these"),
+    }
+    Ok(())
 }
 
 fn print_task(task: &corral_queue::Listed, json: bool, full: bool) {

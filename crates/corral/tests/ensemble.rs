@@ -478,23 +478,16 @@ async fn restarted_members_catch_up_by_diff_snap_and_trunc() {
     let f = e.followers()[0];
     let f_id = e.members[f].id;
 
-    // DIFF: down for a few writes.
-    e.members[f].kill();
-    write_many(&to_leader, "diff", 30).await;
-    let mark = e.members[l].log_len();
-    e.members[f].start();
-    let got = converged_contents(&e).await;
-    assert_eq!(got.keys().filter(|k| k.starts_with("diff-")).count(), 30);
-    assert_eq!(e.members[l].syncs_to(f_id, mark), ["DIFF"]);
-
-    // SNAP: down for more than the leader's in-memory window.
-    e.members[f].kill();
-    write_many(&to_leader, "snap", 700).await;
-    let mark = e.members[l].log_len();
-    e.members[f].start();
-    let got = converged_contents(&e).await;
-    assert_eq!(got.keys().filter(|k| k.starts_with("snap-")).count(), 700);
-    assert_eq!(e.members[l].syncs_to(f_id, mark), ["SNAP"]);
+    // DIFF: down for a few writes; SNAP: down for more than the leader's in-memory window.
+    for (prefix, writes, how) in [("diff", 30, "DIFF"), ("snap", 700, "SNAP")] {
+        e.members[f].kill();
+        write_many(&to_leader, prefix, writes).await;
+        let mark = e.members[l].log_len();
+        e.members[f].start();
+        let got = converged_contents(&e).await;
+        assert_eq!(got.keys().filter(|k| k.starts_with(&format!("{prefix}-"))).count(), writes);
+        assert_eq!(e.members[l].syncs_to(f_id, mark), [how]);
+    }
 
     // TRUNC: with both followers stopped, the leader logs proposals nobody else has until
     // it notices it lost its quorum. Then everyone dies; the followers elect a new leader

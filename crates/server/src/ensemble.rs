@@ -359,16 +359,27 @@ impl Core {
         self.fail(done);
     }
 
-    /// A client's `sync` on a member: answered once everything the leader committed
-    /// before it is applied here. The session's later reads wait for it.
-    pub(crate) fn ensemble_sync(&mut self, session: i64, conn: ConnId, xid: i32, path: String) {
-        let m = self.member().expect("ensemble_sync is for members");
+    /// Asks Zab for a sync; `pending` is done once everything the leader committed before
+    /// now is applied here. Gives `pending` back if this member is not serving.
+    fn start_sync(&mut self, pending: PendingSync) -> Result<(), PendingSync> {
+        let m = self.member().expect("syncs are for members");
         let id = m.next_sync;
-        m.next_sync += 1;
         match m.peer.sync(id) {
             Ok(actions) => {
+                m.next_sync += 1;
                 m.actions.extend(actions);
-                m.syncs.insert(id, PendingSync::Client { session, conn, xid, path });
+                m.syncs.insert(id, pending);
+                Ok(())
+            }
+            Err(_) => Err(pending),
+        }
+    }
+
+    /// A client's `sync` on a member: answered once everything the leader committed
+    /// before it is applied here. The session's later requests wait for it.
+    pub(crate) fn ensemble_sync(&mut self, session: i64, conn: ConnId, xid: i32, path: String) {
+        match self.start_sync(PendingSync::Client { session, conn, xid, path }) {
+            Ok(()) => {
                 if let Some(s) = self.sessions.get_mut(&session) {
                     s.syncing += 1;
                 }
@@ -410,17 +421,10 @@ impl Core {
         out: crate::core::OutTx,
         reply: tokio::sync::oneshot::Sender<crate::core::Handshake>,
     ) {
-        let m = self.member().expect("learners are members");
-        let id = m.next_sync;
-        m.next_sync += 1;
-        match m.peer.sync(id) {
-            Ok(actions) => {
-                m.actions.extend(actions);
-                m.syncs.insert(id, PendingSync::Connect { conn, addr, req, out, reply });
-            }
-            Err(_) => {
-                let _ = reply.send(crate::core::Handshake::Refused(None));
-            }
+        if let Err(PendingSync::Connect { reply, .. }) =
+            self.start_sync(PendingSync::Connect { conn, addr, req, out, reply })
+        {
+            let _ = reply.send(crate::core::Handshake::Refused(None));
         }
     }
 
