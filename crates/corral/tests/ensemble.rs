@@ -472,27 +472,30 @@ async fn converged_contents(e: &Ensemble) -> BTreeMap<String, Vec<u8>> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn restarted_members_catch_up_by_diff_snap_and_trunc() {
     let mut e = Ensemble::start(3, 0);
-    let l = e.leader();
-    let to_leader = connect(&e.members[l].addr()).await;
-    to_leader.create("/load", b"", &persistent()).await.unwrap();
-    let f = e.followers()[0];
-    let f_id = e.members[f].id;
+    connect(&e.hosts()).await.create("/load", b"", &persistent()).await.unwrap();
 
     // DIFF: down for a few writes; SNAP: down for more than the leader's in-memory window.
+    // The leader is looked up afresh each time: on a loaded machine it may have changed.
     for (prefix, writes, how) in [("diff", 30, "DIFF"), ("snap", 700, "SNAP")] {
+        let l = e.leader();
+        let f = e.followers()[0];
+        let to_leader = connect(&e.members[l].addr()).await;
         e.members[f].kill();
         write_many(&to_leader, prefix, writes).await;
         let mark = e.members[l].log_len();
         e.members[f].start();
         let got = converged_contents(&e).await;
         assert_eq!(got.keys().filter(|k| k.starts_with(&format!("{prefix}-"))).count(), writes);
-        assert_eq!(e.members[l].syncs_to(f_id, mark), [how]);
+        assert_eq!(e.members[l].syncs_to(e.members[f].id, mark), [how], "{}", e.members[l].stderr_tail());
     }
 
     // TRUNC: with both followers stopped, the leader logs proposals nobody else has until
     // it notices it lost its quorum. Then everyone dies; the followers elect a new leader
     // without that tail, and the old leader comes back to be cut.
+    let l = e.leader();
+    let to_leader = connect(&e.members[l].addr()).await;
     let others = e.followers();
+    assert_eq!(others.len(), 2);
     for &o in &others {
         e.members[o].signal(libc::SIGSTOP);
     }
@@ -531,7 +534,13 @@ async fn restarted_members_catch_up_by_diff_snap_and_trunc() {
     let mark = e.members[n].log_len();
     e.members[l].start();
     let got = converged_contents(&e).await;
-    assert_eq!(e.members[n].syncs_to(old_id, mark), ["TRUNC"]);
+    assert_eq!(
+        e.members[n].syncs_to(old_id, mark),
+        ["TRUNC"],
+        "old leader's log tail:\n{}\nnew leader's log tail:\n{}",
+        e.members[l].stderr_tail(),
+        e.members[n].stderr_tail()
+    );
     assert!(!got.keys().any(|k| k.starts_with("doomed-")), "an unacknowledged, uncommitted write survived");
     assert_eq!(got.keys().filter(|k| k.starts_with("after-")).count(), 10);
 }
