@@ -603,27 +603,6 @@ fn session_gone(e: &corral_queue::Error) -> bool {
     matches!(e, corral_queue::Error::Zk(zk::Error::SessionExpired | zk::Error::ClientClosed))
 }
 
-/// Runs `op` until it gives an answer: errors other than the session's end are retried
-/// a few times (a broken connection leaves a multi's outcome unknown; a retry of ack or
-/// nack is refused as stale if the first went through).
-async fn settle<T, F, Fut>(mut op: F) -> corral_queue::Result<T>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = corral_queue::Result<T>>,
-{
-    let mut tries = 0;
-    loop {
-        match op().await {
-            Err(corral_queue::Error::Zk(e)) if tries < 4 && !matches!(e, zk::Error::SessionExpired | zk::Error::ClientClosed) => {
-                tries += 1;
-                eprintln!("corral queue work: {e}; trying again");
-                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
-            }
-            other => return other,
-        }
-    }
-}
-
 /// Runs one task's command and acks or nacks it. False when the session is gone (the
 /// worker must start a new one).
 async fn run_task(q: &Queue, task: &Claim, exec: &str) -> bool {
@@ -666,7 +645,7 @@ async fn run_task(q: &Queue, task: &Claim, exec: &str) -> bool {
     match outcome {
         Ok(mut result) => {
             result.truncate(MAX_RESULT);
-            match settle(|| q.ack(task, Some(&result))).await {
+            match q.ack(task, Some(&result)).await {
                 Ok(()) => eprintln!("corral queue work: task {} done (attempt {})", task.id, task.attempt),
                 Err(e) if session_gone(&e) => {
                     eprintln!("corral queue work: task {} finished but the session ended: {e}", task.id);
@@ -676,7 +655,7 @@ async fn run_task(q: &Queue, task: &Claim, exec: &str) -> bool {
             }
         }
         Err(error) => {
-            let r = settle(|| q.nack(task, &error)).await;
+            let r = q.nack(task, &error).await;
             if matches!(&r, Err(e) if session_gone(e)) {
                 return false;
             }

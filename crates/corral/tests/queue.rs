@@ -258,3 +258,102 @@ async fn a_dead_workers_task_goes_back_to_the_front_while_others_are_busy() {
     }
     assert!(q.stats().await.unwrap().ready > 50, "it came back ahead of the others");
 }
+
+/// The delayed index is bounded too: a burst due in one second is filed in buckets,
+/// promotion moves it a batch at a time, and the seconds and hours that are over go away.
+#[tokio::test]
+async fn the_delayed_index_is_bounded() {
+    let server = Server::start();
+    let q = queue(&server, "later").await;
+    let n = 2 * layout::BUCKET as usize + 10;
+    // Every task due at the same instant, a little ahead.
+    let due = (corral_now() / 1000 + 3) * 1000 + 500;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let delay = Duration::from_millis(due - corral_now());
+        let tasks: Vec<(Vec<u8>, PushOptions)> =
+            chunk.iter().map(|i| (i.to_string().into_bytes(), PushOptions { delay: Some(delay), ..Default::default() })).collect();
+        q.push_batch(&tasks).await.unwrap();
+    }
+    assert!(corral_now() < due, "pushing took too long for this test");
+    let zk = q.client();
+    let second = format!("/corral/queues/later/delayed/h{:08}/s{:011}", due / 3_600_000, due / 1000);
+    let buckets = zk.list_children(&second).await.unwrap();
+    assert!(buckets.len() >= 3, "{buckets:?}");
+    for b in &buckets {
+        let (_, stat) = zk.get_data(&format!("{second}/{b}")).await.unwrap();
+        assert!(stat.num_children as u64 <= layout::BUCKET, "bucket {b} holds {}", stat.num_children);
+    }
+    assert_eq!(q.stats().await.unwrap().delayed, n as u64);
+    assert!(q.take("w", None).await.unwrap().is_none(), "taken before its time");
+    tokio::time::sleep(Duration::from_millis(due.saturating_sub(corral_now()) + 50)).await;
+    // One take promotes one batch, not the whole burst.
+    let t = q.take("w", None).await.unwrap().expect("due now");
+    q.ack(&t, None).await.unwrap();
+    let s = q.stats().await.unwrap();
+    assert_eq!(s.ready, corral_queue::PROMOTE_BATCH as u64 - 1, "{s:?}");
+    let mut seen = std::collections::HashSet::from([t.payload]);
+    while let Some(t) = q.take("w", None).await.unwrap() {
+        assert!(seen.insert(t.payload.clone()), "taken twice");
+        q.ack(&t, None).await.unwrap();
+    }
+    assert_eq!(seen.len(), n);
+    // The second is gone; its hour goes once the hour is over.
+    for h in zk.list_children("/corral/queues/later/delayed").await.unwrap() {
+        let seconds = zk.list_children(&format!("/corral/queues/later/delayed/{h}")).await.unwrap();
+        assert_eq!(seconds, Vec::<String>::new(), "left in hour {h}");
+    }
+}
+
+/// A task node that holds something else goes to the dead letters; the takes go on.
+#[tokio::test]
+async fn a_corrupt_task_becomes_a_dead_letter() {
+    let server = Server::start();
+    let q = queue(&server, "corrupt").await;
+    let bad = q.push(b"one", &PushOptions::default()).await.unwrap();
+    let good = q.push(b"two", &PushOptions::default()).await.unwrap();
+    let later = q.push(b"three", &PushOptions { delay: Some(Duration::from_millis(300)), ..Default::default() }).await.unwrap();
+    for id in [&bad, &later] {
+        q.client().set_data(&format!("/corral/queues/corrupt/tasks/{id}"), b"not a task", None).await.unwrap();
+    }
+    assert_eq!(q.take("w", None).await.unwrap().expect("the good task").id, good);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(q.take("w", None).await.unwrap().is_none());
+    assert_eq!(q.dead().await.unwrap(), vec![bad.clone(), later.clone()].into_iter().collect::<std::collections::BTreeSet<_>>().into_iter().collect::<Vec<_>>());
+    assert!(matches!(q.peek(&bad).await, Err(corral_queue::Error::Corrupt { .. })));
+    assert_eq!(q.requeue_dead().await.unwrap(), 0, "nothing to run");
+    assert!(q.cancel(&bad).await.unwrap());
+    assert!(q.cancel(&later).await.unwrap());
+    let s = q.stats().await.unwrap();
+    assert_eq!((s.ready, s.delayed, s.dead), (0, 0, 0));
+}
+
+/// A take that is given up while it waits leaves the line: the workers behind it are
+/// not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_wait_leaves_the_line() {
+    let server = Server::start();
+    let q = queue(&server, "cancelled").await;
+    let gave_up = tokio::time::timeout(Duration::from_millis(300), q.take("impatient", Some(Duration::from_secs(60)))).await;
+    assert!(gave_up.is_err(), "nothing to take");
+    let other = queue(&server, "cancelled").await;
+    let waiting = tokio::spawn(async move { other.take("patient", Some(Duration::from_secs(20))).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = q.push(b"x", &PushOptions::default()).await.unwrap();
+    let t = tokio::time::timeout(Duration::from_secs(10), waiting).await.expect("the patient worker was woken").unwrap().unwrap();
+    assert_eq!(t.expect("a task").id, id);
+    assert_eq!(q.stats().await.unwrap().waiting_workers, 0);
+}
+
+/// A push too large for one request is refused before it is sent; the session goes on.
+#[tokio::test]
+async fn an_oversized_push_is_refused() {
+    let server = Server::start();
+    let q = queue(&server, "huge").await;
+    let big = vec![7u8; corral_queue::MAX_PUSH_BYTES];
+    assert!(matches!(q.push(&big, &PushOptions::default()).await, Err(corral_queue::Error::Invalid(_))));
+    let half = vec![(vec![1u8; 600_000], PushOptions::default()), (vec![2u8; 600_000], PushOptions::default())];
+    assert!(matches!(q.push_batch(&half).await, Err(corral_queue::Error::Invalid(_))));
+    let id = q.push(&vec![3u8; 900_000], &PushOptions::default()).await.unwrap();
+    assert_eq!(q.take("w", None).await.unwrap().unwrap().id, id);
+    assert_eq!(q.stats().await.unwrap().ready, 0);
+}

@@ -1,6 +1,8 @@
 //! Where a queue keeps what, and how names sort. Every list a take reads is bounded: the
 //! priorities in use, the buckets of one priority (one per [`BUCKET`] tasks pushed), and
-//! the entries of one bucket (about [`BUCKET`]). docs/queue.md draws the tree.
+//! the entries of one bucket (about [`BUCKET`]); for delayed tasks, the hours in which
+//! some come due, the seconds of one hour, and the buckets and entries of one second.
+//! docs/queue.md draws the tree.
 
 /// Ready entries per bucket before producers move on to the next one. A bucket's child
 /// list stays far below ZooKeeper's 1 MB reply limit (an entry name is about 40 bytes).
@@ -55,19 +57,31 @@ impl Layout {
         format!("{}/ready/{}", self.root, priority_name(priority))
     }
     pub fn bucket(&self, priority: u16, bucket: u64) -> String {
-        format!("{}/b{bucket:010}", self.priority(priority))
+        bucket_in(&self.priority(priority), bucket)
     }
     /// The prefix of a ready entry: the server appends a sequence number.
     pub fn entry_prefix(&self, priority: u16, bucket: u64, id: &str) -> String {
         format!("{}/{id}_", self.bucket(priority, bucket))
     }
-    /// `delayed/m<minute>`: delayed entries by the minute they come due.
-    pub fn delayed_minute(&self, minute: u64) -> String {
-        format!("{}/delayed/m{minute:010}", self.root)
+    /// `delayed/h<hour>`: the seconds of one hour in which delayed tasks come due.
+    pub fn delayed_hour(&self, hour: u64) -> String {
+        format!("{}/delayed/h{hour:08}", self.root)
     }
-    pub fn delayed_entry(&self, not_before_ms: u64, priority: u16, id: &str) -> String {
-        format!("{}/{}", self.delayed_minute(not_before_ms / 60_000), delayed_name(not_before_ms, priority, id))
+    /// `delayed/h<hour>/s<second>`: a bucketed list (like a priority's) of the delayed
+    /// entries due within that second.
+    pub fn delayed_second(&self, second: u64) -> String {
+        format!("{}/s{second:011}", self.delayed_hour(second / 3600))
     }
+    /// The prefix of a delayed entry due at `not_before_ms`: the server appends a sequence.
+    pub fn delayed_prefix(&self, not_before_ms: u64, priority: u16, id: &str, bucket: u64) -> String {
+        let second = self.delayed_second(not_before_ms / 1000);
+        format!("{}/{}_", bucket_in(&second, bucket), delayed_name(not_before_ms, priority, id))
+    }
+}
+
+/// Bucket `bucket` of the bucketed list at `list`.
+pub fn bucket_in(list: &str, bucket: u64) -> String {
+    format!("{list}/b{bucket:010}")
 }
 
 pub fn priority_name(priority: u16) -> String {
@@ -89,8 +103,12 @@ pub fn parse_entry(name: &str) -> Option<(&str, u64)> {
     Some((id, seq.parse().ok()?))
 }
 
-pub fn parse_minute(name: &str) -> Option<u64> {
-    name.strip_prefix('m')?.parse().ok()
+pub fn parse_hour(name: &str) -> Option<u64> {
+    name.strip_prefix('h')?.parse().ok()
+}
+
+pub fn parse_second(name: &str) -> Option<u64> {
+    name.strip_prefix('s')?.parse().ok()
 }
 
 /// `d<due ms>-<priority>-<id>`: sorts by due time.
@@ -98,7 +116,10 @@ pub fn delayed_name(not_before_ms: u64, priority: u16, id: &str) -> String {
     format!("d{not_before_ms:013}-{priority:03}-{id}")
 }
 
+/// A delayed entry `d<due ms>-<priority>-<id>_<sequence>`: when it is due, its priority
+/// and its task.
 pub fn parse_delayed(name: &str) -> Option<(u64, u16, &str)> {
+    let (name, _seq) = name.rsplit_once('_')?;
     let rest = name.strip_prefix('d')?;
     let (due, rest) = rest.split_once('-')?;
     let (prio, id) = rest.split_once('-')?;
@@ -129,8 +150,10 @@ mod tests {
         let back: Vec<u16> = prios.iter().map(|n| parse_priority(n).unwrap()).collect();
         assert_eq!(back, [999, 10, 5, 0], "highest priority first");
         assert_eq!(parse_entry("t0193_0000000042"), Some(("t0193", 42)));
-        let d = delayed_name(1_700_000_000_123, 7, "tabc");
+        let d = format!("{}_0000000003", delayed_name(1_700_000_000_123, 7, "tabc"));
         assert_eq!(parse_delayed(&d), Some((1_700_000_000_123, 7, "tabc")));
+        let l = Layout::new("/q");
+        assert_eq!(l.delayed_prefix(7_200_001_500, 2, "tx", 4), "/q/delayed/h00002000/s00007200001/b0000000004/d0007200001500-002-tx_");
         assert!(delayed_name(999, 0, "z") < delayed_name(1000, 0, "a"));
         assert_eq!(escape_key("a/b c"), "ka_2fb_20c");
         assert_ne!(escape_key("a_2f"), escape_key("a/"));

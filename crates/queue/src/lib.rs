@@ -26,6 +26,7 @@ pub mod record;
 
 use layout::{Layout, BUCKET, MAX_PRIORITY};
 use record::{Meta, State};
+use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use zookeeper_client as zk;
 
@@ -141,6 +142,12 @@ fn failed_op(e: &zk::MultiWriteError) -> Option<(usize, &zk::Error)> {
     }
 }
 
+/// Whether a request that failed this way may or may not have been applied: the
+/// connection broke with it in flight.
+pub(crate) fn outcome_unknown(e: &zk::Error) -> bool {
+    matches!(e, zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::UnexpectedError(_) | zk::Error::Custom(_))
+}
+
 /// A task id: the push time in ms (hex, so ids sort by age), then randomness.
 fn new_id() -> String {
     format!("t{:012x}{:08x}", now_ms(), rand::random::<u32>())
@@ -156,12 +163,21 @@ pub struct Queue {
     last_reap_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
     /// Per priority, the oldest bucket (other than 0) that may still hold entries, as far
     /// as this handle knows: takes start there instead of listing the buckets.
-    head: std::sync::Arc<std::sync::Mutex<std::collections::HashMap<u16, u64>>>,
+    head: std::sync::Arc<std::sync::Mutex<HashMap<u16, u64>>>,
+    /// When this handle's takes next look at the delayed index (ms since the epoch): the
+    /// next due time it knows of, and at least once a second (other producers' delayed
+    /// tasks).
+    next_promote_ms: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// How often a busy worker also looks for dead workers' tasks (an idle one does it
 /// whenever a claim vanishes).
 pub const REAP_EVERY: Duration = Duration::from_secs(1);
+
+/// The most bytes one push (a task, or a whole batch) may write: ZooKeeper's default
+/// frame limit (jute.maxbuffer) is 1 MiB, and a larger request would only break the
+/// connection.
+pub const MAX_PUSH_BYTES: usize = 1_000_000;
 
 impl Queue {
     /// Opens the queue `name` (under `/corral/queues`), creating its nodes if needed.
@@ -180,6 +196,7 @@ impl Queue {
             l: Layout::new(root),
             last_reap_ms: Default::default(),
             head: Default::default(),
+            next_promote_ms: Default::default(),
         };
         q.ensure_path(&q.l.root).await?;
         for d in Layout::DIRS {
@@ -239,34 +256,58 @@ impl Queue {
     /// its first bucket) on first use. Producers start at bucket 1: bucket 0, read first,
     /// is where the tasks of dead workers go back.
     async fn current_bucket(&self, priority: u16) -> Result<u64> {
-        let path = self.l.priority(priority);
-        match self.zk.get_data(&path).await {
-            Ok((data, _)) => Ok(std::str::from_utf8(&data).ok().and_then(|s| s.parse().ok()).unwrap_or(1)),
-            Err(zk::Error::NoNode) => {
-                self.create_if_absent(&path, b"1").await?;
-                self.create_if_absent(&self.l.bucket(priority, 1), b"").await?;
-                Ok(1)
+        self.fill_bucket(&self.l.priority(priority)).await
+    }
+
+    /// The bucket producers fill now in the bucketed list `list` (a priority of the ready
+    /// index, or a second of the delayed one): the number in `list`'s data. Makes `list`
+    /// (and its parent) and its bucket 1 on first use.
+    async fn fill_bucket(&self, list: &str) -> Result<u64> {
+        loop {
+            match self.zk.get_data(list).await {
+                Ok((data, _)) => return Ok(std::str::from_utf8(&data).ok().and_then(|s| s.parse().ok()).unwrap_or(1)),
+                Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(e.into()),
             }
+            match self.zk.create(list, b"1", &persistent()).await {
+                Ok(_) | Err(zk::Error::NodeExists) => {}
+                Err(zk::Error::NoNode) => {
+                    let parent = &list[..list.rfind('/').expect("an absolute path")];
+                    self.create_if_absent(parent, b"").await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.create_if_absent(&layout::bucket_in(list, 1), b"").await?;
+        }
+    }
+
+    /// After an entry landed at `seq` in `bucket` of `list`: once the bucket is full,
+    /// producers move to the next one. The next bucket is made and the number moved in one
+    /// multi, checked against the number's version: whoever gets there first does it, the
+    /// others' multis fail harmlessly, and a bucket already drained and removed is never
+    /// made again.
+    async fn maybe_advance(&self, list: &str, bucket: u64, seq: u64) -> Result<()> {
+        if seq + 1 < BUCKET {
+            return Ok(());
+        }
+        let (data, stat) = self.zk.get_data(list).await?;
+        if std::str::from_utf8(&data).ok().and_then(|s| s.parse::<u64>().ok()) != Some(bucket) {
+            return Ok(());
+        }
+        let mut w = self.zk.new_multi_writer();
+        w.add_create(&layout::bucket_in(list, bucket + 1), b"", &persistent())?;
+        w.add_set_data(list, (bucket + 1).to_string().as_bytes(), Some(stat.version))?;
+        match w.commit().await {
+            Ok(_) => Ok(()),
+            Err(e) if failed_op(&e).is_some() => Ok(()),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// After a push landed at `seq` in `bucket`: once the bucket is full, producers move
-    /// to the next one (whoever gets there first; the others' writes fail harmlessly).
-    async fn maybe_advance(&self, priority: u16, bucket: u64, seq: u64) -> Result<()> {
-        if seq + 1 < BUCKET {
-            return Ok(());
-        }
-        self.create_if_absent(&self.l.bucket(priority, bucket + 1), b"").await?;
-        let path = self.l.priority(priority);
-        let (data, stat) = self.zk.get_data(&path).await?;
-        if std::str::from_utf8(&data).ok().and_then(|s| s.parse::<u64>().ok()) == Some(bucket) {
-            match self.zk.set_data(&path, (bucket + 1).to_string().as_bytes(), Some(stat.version)).await {
-                Ok(_) | Err(zk::Error::BadVersion) => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(())
+    /// Delayed tasks may be due by `due_ms`: this handle's next take looks no later.
+    pub(crate) fn due_by(&self, due_ms: u64) {
+        self.next_promote_ms.fetch_min(due_ms, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Pushes a task; returns its id (with a key already used: the first task's id).
@@ -302,6 +343,7 @@ impl Queue {
         }
         let ids: Vec<String> = tasks.iter().map(|_| new_id()).collect();
         let mut attempts = 0;
+        let mut bytes = 0;
         loop {
             attempts += 1;
             if attempts > 20 {
@@ -311,31 +353,30 @@ impl Queue {
                 )));
             }
             let now = now_ms();
-            // One look at each priority's current bucket per attempt: a batch fills it by
-            // at most its own size past the bucket's nominal size.
-            let mut current: std::collections::HashMap<u16, u64> = std::collections::HashMap::new();
-            let mut buckets = Vec::new();
+            // Where each task's entry goes: a priority of the ready index, or a second of
+            // the delayed one; both are bucketed lists. One look at each list's current
+            // bucket per attempt: a batch fills it by at most its own size past the
+            // bucket's nominal size.
+            let mut current: HashMap<String, u64> = HashMap::new();
+            let mut lists = Vec::new();
             for (_, o) in tasks {
-                buckets.push(match o.delay {
-                    Some(d) if !d.is_zero() => None,
-                    _ => Some(match current.get(&o.priority) {
-                        Some(b) => *b,
-                        None => {
-                            let b = self.current_bucket(o.priority).await?;
-                            current.insert(o.priority, b);
-                            b
-                        }
-                    }),
-                });
+                let not_before_ms = o.delay.filter(|d| !d.is_zero()).map_or(0, |d| now + d.as_millis() as u64);
+                let list =
+                    if not_before_ms > 0 { self.l.delayed_second(not_before_ms / 1000) } else { self.l.priority(o.priority) };
+                if !current.contains_key(&list) {
+                    let b = self.fill_bucket(&list).await?;
+                    current.insert(list.clone(), b);
+                }
+                lists.push((list, not_before_ms));
             }
             let mut w = self.zk.new_multi_writer();
-            // Which operations of the multi are ready entries (to read their sequence) and
+            // Which operations of the multi are index entries (to read their sequence) and
             // key creations (to recognise a used key).
             let mut n = 0usize;
             let mut entry_ops = Vec::new();
             let mut key_ops = Vec::new();
-            for (i, ((payload, o), id)) in tasks.iter().zip(&ids).enumerate() {
-                let not_before_ms = o.delay.filter(|d| !d.is_zero()).map_or(0, |d| now + d.as_millis() as u64);
+            for (((payload, o), id), (list, not_before_ms)) in tasks.iter().zip(&ids).zip(&lists) {
+                let not_before_ms = *not_before_ms;
                 let meta = Meta {
                     priority: o.priority,
                     state: if not_before_ms > 0 { State::Delayed } else { State::Ready },
@@ -350,18 +391,18 @@ impl Queue {
                     schedule: schedule.map(|(name, _)| name.to_string()),
                     fired_ms: schedule.map(|(_, at)| at),
                 };
-                w.add_create(&self.l.task(id), &record::encode(&meta, payload), &persistent())?;
+                let record = record::encode(&meta, payload);
+                bytes += record.len();
+                w.add_create(&self.l.task(id), &record, &persistent())?;
                 n += 1;
-                match buckets[i] {
-                    Some(b) => {
-                        entry_ops.push((n, o.priority, b));
-                        w.add_create(&self.l.entry_prefix(o.priority, b, id), b"", &sequential())?;
-                    }
-                    None => {
-                        self.create_if_absent(&self.l.delayed_minute(not_before_ms / 60_000), b"").await?;
-                        w.add_create(&self.l.delayed_entry(not_before_ms, o.priority, id), b"", &persistent())?;
-                    }
-                }
+                let bucket = current[list];
+                entry_ops.push((n, list, bucket));
+                let prefix = if not_before_ms > 0 {
+                    self.l.delayed_prefix(not_before_ms, o.priority, id, bucket)
+                } else {
+                    self.l.entry_prefix(o.priority, bucket, id)
+                };
+                w.add_create(&prefix, b"", &sequential())?;
                 n += 1;
                 if let Some(k) = &o.key {
                     key_ops.push((n, k.clone()));
@@ -369,6 +410,12 @@ impl Queue {
                     n += 1;
                 }
             }
+            if bytes > MAX_PUSH_BYTES {
+                return Err(Error::Invalid(format!(
+                    "the push is {bytes} bytes; at most {MAX_PUSH_BYTES} fit in one (push fewer or smaller tasks)"
+                )));
+            }
+            bytes = 0;
             w.add_set_data(&self.l.signal(), b"", None)?;
             n += 1;
             if let Some((path, data, version)) = guard {
@@ -377,19 +424,24 @@ impl Queue {
             let guard_op = n;
             match w.commit().await {
                 Ok(results) => {
+                    for (_, not_before_ms) in &lists {
+                        if *not_before_ms > 0 {
+                            self.due_by(*not_before_ms);
+                        }
+                    }
                     // The last entry of each bucket says how full it is now.
-                    let mut last: std::collections::HashMap<(u16, u64), u64> = std::collections::HashMap::new();
-                    for (index, priority, bucket) in entry_ops {
+                    let mut last: HashMap<(&str, u64), u64> = HashMap::new();
+                    for (index, list, bucket) in entry_ops {
                         if let Some(zk::MultiWriteResult::Create { path, .. }) = results.get(index) {
-                            if let Some((_, seq)) = path.rsplit('/').next().and_then(layout::parse_entry) {
-                                last.insert((priority, bucket), seq);
+                            if let Some(seq) = path.rsplit_once('_').and_then(|(_, seq)| seq.parse().ok()) {
+                                last.insert((list.as_str(), bucket), seq);
                             }
                         }
                     }
                     // The push is done: a failure to move producers on is only logged (the
                     // next push tries again), never reported as a failed push.
-                    for ((priority, bucket), seq) in last {
-                        if let Err(e) = self.maybe_advance(priority, bucket, seq).await {
+                    for ((list, bucket), seq) in last {
+                        if let Err(e) = self.maybe_advance(list, bucket, seq).await {
                             tracing::warn!(queue = %self.name, error = %e, "moving to the next bucket failed");
                         }
                     }
@@ -399,13 +451,13 @@ impl Queue {
                     Some((i, zk::Error::BadVersion | zk::Error::NoNode)) if guard.is_some() && i == guard_op => {
                         return Err(Error::GuardFailed)
                     }
-                    // A bucket emptied and removed, or a delayed minute swept away
-                    // meanwhile: look again, making the current bucket if it is missing
-                    // (a priority whose creation was cut short).
+                    // A bucket emptied and removed meanwhile (a delayed second swept away by
+                    // a promoter whose clock is ahead, say): look again, making the current
+                    // bucket if it is missing (a list whose creation was cut short).
                     Some((_, zk::Error::NoNode)) => {
-                        for (&p, &b) in &current {
-                            if self.current_bucket(p).await? == b {
-                                self.create_if_absent(&self.l.bucket(p, b), b"").await?;
+                        for (list, &b) in &current {
+                            if self.fill_bucket(list).await? == b {
+                                self.create_if_absent(&layout::bucket_in(list, b), b"").await?;
                             }
                         }
                         continue;
@@ -427,7 +479,9 @@ impl Queue {
     }
 }
 
+mod delay;
 pub mod schedule;
 mod take;
 mod wait;
+pub use delay::PROMOTE_BATCH;
 pub use take::Listed;

@@ -2,7 +2,10 @@
 
 use crate::layout;
 use crate::record::{self, Meta, State};
-use crate::{backoff, ephemeral, failed_op, now_ms, persistent, sequential, zk, Claim, Error, Nacked, Queue, Result, Stats};
+use crate::{
+    backoff, ephemeral, failed_op, now_ms, outcome_unknown, persistent, sequential, zk, Claim, Error, Nacked, Queue, Result,
+    Stats,
+};
 
 /// How far ahead of a contended entry a take jumps (at random) for its next try.
 const CONTENDED_SPREAD: usize = 32;
@@ -17,7 +20,7 @@ pub struct Listed {
 
 impl Queue {
     /// A task's metadata, payload and node version; `None` if it is gone.
-    async fn read_task(&self, id: &str) -> Result<Option<(Meta, Vec<u8>, i32)>> {
+    pub(crate) async fn read_task(&self, id: &str) -> Result<Option<(Meta, Vec<u8>, i32)>> {
         match self.zk.get_data(&self.l.task(id)).await {
             Ok((data, stat)) => {
                 let (meta, payload) =
@@ -31,7 +34,7 @@ impl Queue {
 
     /// Claims the highest-priority, oldest ready task for `worker`, if there is one now.
     pub async fn try_take(&self, worker: &str) -> Result<Option<Claim>> {
-        self.promote_due().await?;
+        self.promote_if_due().await?;
         for pname in self.children(&self.l.dir("ready")).await? {
             let Some(priority) = layout::parse_priority(&pname) else { continue };
             let current = self.current_bucket(priority).await?;
@@ -112,10 +115,18 @@ impl Queue {
 
     /// Claims task `id` through its ready entry; `None` if another worker was first.
     async fn claim(&self, worker: &str, id: &str, entry: &str) -> Result<Option<Claim>> {
-        let Some((mut meta, payload, version)) = self.read_task(id).await? else {
+        let (mut meta, payload, version) = match self.read_task(id).await {
+            Ok(Some(t)) => t,
             // Cancelled: its entry is left over.
-            let _ = self.zk.delete(entry, None).await;
-            return Ok(None);
+            Ok(None) => {
+                let _ = self.zk.delete(entry, None).await;
+                return Ok(None);
+            }
+            Err(Error::Corrupt { reason, .. }) => {
+                self.bury(id, entry, &reason).await?;
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
         };
         meta.attempt += 1;
         meta.token += 1;
@@ -145,25 +156,9 @@ impl Queue {
             // The connection broke with the multi in flight: it may have been applied.
             // If the claim is there and ours (our session's ephemeral), we hold the task;
             // otherwise forgetting it would leave it claimed for as long as we live.
-            Err(zk::MultiWriteError::RequestFailed { source })
-                if !matches!(source, zk::Error::SessionExpired | zk::Error::ClientClosed) =>
-            {
-                // Ask until the answer is definite.
-                let mut tries = 0;
-                let found = loop {
-                    match self.zk.get_data(&self.l.claim(id)).await {
-                        Ok((data, _)) => break Some(data),
-                        Err(zk::Error::NoNode) => break None,
-                        Err(e @ (zk::Error::SessionExpired | zk::Error::ClientClosed)) => return Err(e.into()),
-                        Err(e) if tries >= 50 => return Err(e.into()),
-                        Err(_) => {
-                            tries += 1;
-                            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                        }
-                    }
-                };
-                match found {
-                    Some(data) if data == claim_data.as_bytes() => {
+            Err(zk::MultiWriteError::RequestFailed { source }) if outcome_unknown(&source) => {
+                match self.get_definitely(&self.l.claim(id)).await? {
+                    Some((data, _)) if data == claim_data.as_bytes() => {
                         let Some((meta, payload, version)) = self.read_task(id).await? else { return Ok(None) };
                         Ok(Some(Claim {
                             id: id.to_string(),
@@ -181,6 +176,43 @@ impl Queue {
         }
     }
 
+    /// A node's data and stat, `None` if it does not exist. Asks again, with growing
+    /// pauses, while the connection is down: the answer decides whether an operation
+    /// whose reply was lost took effect, so only a definite one will do (the session's
+    /// end is definite too: it fails with [`zk::Error::SessionExpired`]).
+    pub(crate) async fn get_definitely(&self, path: &str) -> Result<Option<(Vec<u8>, zk::Stat)>> {
+        let mut pause = std::time::Duration::from_millis(50);
+        loop {
+            match self.zk.get_data(path).await {
+                Ok(found) => return Ok(Some(found)),
+                Err(zk::Error::NoNode) => return Ok(None),
+                Err(e) if outcome_unknown(&e) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Task `id` holds something that is not a task: it goes from `entry` (its index
+    /// entry) to the dead letters as it is, so that takes go on with the others.
+    pub(crate) async fn bury(&self, id: &str, entry: &str, reason: &str) -> Result<()> {
+        tracing::warn!(queue = %self.name, task = id, reason, "a task node is corrupt; moving it to the dead letters");
+        let mut w = self.zk.new_multi_writer();
+        w.add_delete(entry, None)?;
+        w.add_create(&self.l.dead(id), b"", &persistent())?;
+        match w.commit().await {
+            // Someone else moved it, or it is a dead letter already.
+            Ok(_) | Err(zk::MultiWriteError::OperationFailed { index: 0, .. }) => Ok(()),
+            Err(zk::MultiWriteError::OperationFailed { index: 1, .. }) => {
+                let _ = self.zk.delete(entry, None).await;
+                Ok(())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The multi operations that end a claim: the task unchanged since the claim, then the
     /// claim and the running marker gone.
     fn end_claim(&self, w: &mut zk::MultiWriter<'_>, c: &Claim) -> Result<()> {
@@ -191,18 +223,31 @@ impl Queue {
     }
 
     /// The task is done: it and its claim go, atomically, only if the claim is still this
-    /// one; `result`, if any, is kept for [`Queue::result`].
+    /// one; `result`, if any, is kept for [`Queue::result`]. If the connection breaks with
+    /// the ack in flight, it is settled before this returns: asked about until the answer
+    /// is definite, and sent again if it was not applied (so is a nack).
     pub async fn ack(&self, c: &Claim, result: Option<&[u8]>) -> Result<()> {
-        let mut w = self.zk.new_multi_writer();
-        self.end_claim(&mut w, c)?;
-        w.add_delete(&self.l.task(&c.id), None)?;
-        if let Some(r) = result {
-            w.add_create(&self.l.result(&c.id), r, &persistent())?;
-        }
-        match w.commit().await {
-            Ok(_) => Ok(()),
-            Err(e) if matches!(failed_op(&e), Some((0..=2, _))) => Err(Error::Stale(c.id.clone())),
-            Err(e) => Err(e.into()),
+        loop {
+            let mut w = self.zk.new_multi_writer();
+            self.end_claim(&mut w, c)?;
+            w.add_delete(&self.l.task(&c.id), None)?;
+            if let Some(r) = result {
+                w.add_create(&self.l.result(&c.id), r, &persistent())?;
+            }
+            match w.commit().await {
+                Ok(_) => return Ok(()),
+                Err(e) if matches!(failed_op(&e), Some((0..=2, _))) => return Err(Error::Stale(c.id.clone())),
+                // The reply was lost: while this claim holds nobody else removes the task,
+                // so a task gone is an ack done, and one unchanged an ack to send again.
+                Err(zk::MultiWriteError::RequestFailed { source }) if outcome_unknown(&source) => {
+                    match self.get_definitely(&self.l.task(&c.id)).await? {
+                        None => return Ok(()),
+                        Some((_, stat)) if stat.version == c.version => continue,
+                        Some(_) => return Err(Error::Stale(c.id.clone())),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -214,95 +259,58 @@ impl Queue {
         meta.worker = None;
         let dead = meta.attempt >= meta.max_attempts;
         let not_before_ms = now_ms() + backoff(meta.attempt).as_millis() as u64;
+        let outcome = if dead { Nacked::Dead } else { Nacked::Retry { not_before_ms } };
         if dead {
             meta.state = State::Dead;
         } else {
             meta.state = State::Delayed;
             meta.not_before_ms = not_before_ms;
-            self.create_if_absent(&self.l.delayed_minute(not_before_ms / 60_000), b"").await?;
         }
-        let mut w = self.zk.new_multi_writer();
-        self.end_claim(&mut w, c)?;
-        w.add_set_data(&self.l.task(&c.id), &record::encode(&meta, &c.payload), Some(c.version))?;
-        if dead {
-            w.add_create(&self.l.dead(&c.id), b"", &persistent())?;
-        } else {
-            w.add_create(&self.l.delayed_entry(not_before_ms, meta.priority, &c.id), b"", &persistent())?;
-            w.add_set_data(&self.l.signal(), b"", None)?;
-        }
-        match w.commit().await {
-            Ok(_) if dead => Ok(Nacked::Dead),
-            Ok(_) => Ok(Nacked::Retry { not_before_ms }),
-            Err(e) if matches!(failed_op(&e), Some((0..=2, _))) => Err(Error::Stale(c.id.clone())),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Moves delayed tasks that are due into the ready index; returns when the next one is
-    /// due (ms since the epoch), if any.
-    pub(crate) async fn promote_due(&self) -> Result<Option<u64>> {
-        let now = now_ms();
-        for mname in self.children(&self.l.dir("delayed")).await? {
-            let Some(minute) = layout::parse_minute(&mname) else { continue };
-            let mpath = self.l.delayed_minute(minute);
-            let entries = self.children(&mpath).await?;
-            if entries.is_empty() {
-                if (minute + 1) * 60_000 <= now {
-                    let _ = self.zk.delete(&mpath, None).await;
-                }
-                continue;
-            }
-            for name in entries {
-                let Some((due, priority, id)) = layout::parse_delayed(&name) else { continue };
-                if due > now {
-                    return Ok(Some(due));
-                }
-                self.promote(&format!("{mpath}/{name}"), id, priority).await?;
-            }
-        }
-        Ok(None)
-    }
-
-    /// One due delayed task into the ready index (if nobody else did it first).
-    async fn promote(&self, entry: &str, id: &str, priority: u16) -> Result<()> {
-        for _ in 0..20 {
-            let Some((mut meta, payload, version)) = self.read_task(id).await? else {
-                let _ = self.zk.delete(entry, None).await;
-                return Ok(());
-            };
-            let bucket = self.current_bucket(priority).await?;
-            meta.state = State::Ready;
-            meta.not_before_ms = 0;
+        let record = record::encode(&meta, &c.payload);
+        loop {
             let mut w = self.zk.new_multi_writer();
-            w.add_delete(entry, None)?;
-            w.add_set_data(&self.l.task(id), &record::encode(&meta, &payload), Some(version))?;
-            w.add_create(&self.l.entry_prefix(priority, bucket, id), b"", &sequential())?;
-            w.add_set_data(&self.l.signal(), b"", None)?;
+            self.end_claim(&mut w, c)?;
+            w.add_set_data(&self.l.task(&c.id), &record, Some(c.version))?;
+            let slot = if dead {
+                w.add_create(&self.l.dead(&c.id), b"", &persistent())?;
+                None
+            } else {
+                let (list, bucket, prefix) = self.delayed_slot(not_before_ms, meta.priority, &c.id).await?;
+                w.add_create(&prefix, b"", &sequential())?;
+                w.add_set_data(&self.l.signal(), b"", None)?;
+                Some((list, bucket))
+            };
             match w.commit().await {
                 Ok(r) => {
-                    if let Some(zk::MultiWriteResult::Create { path, .. }) = r.get(2) {
-                        if let Some((_, seq)) = path.rsplit('/').next().and_then(layout::parse_entry) {
-                            self.maybe_advance(priority, bucket, seq).await?;
+                    if let Some((list, bucket)) = slot {
+                        self.due_by(not_before_ms);
+                        if let Some(zk::MultiWriteResult::Create { path, .. }) = r.get(4) {
+                            if let Some(seq) = path.rsplit_once('_').and_then(|(_, s)| s.parse().ok()) {
+                                self.maybe_advance(&list, bucket, seq).await?;
+                            }
                         }
                     }
-                    return Ok(());
+                    return Ok(outcome);
                 }
-                // Someone else promoted it (the entry is gone) or the task changed.
-                Err(e) if matches!(failed_op(&e), Some((0, _))) => return Ok(()),
-                Err(e) if matches!(failed_op(&e), Some((1, zk::Error::BadVersion))) => continue,
-                // The current bucket is missing (a half-made priority): make it.
-                Err(e) if matches!(failed_op(&e), Some((2, zk::Error::NoNode))) => {
-                    self.create_if_absent(&self.l.bucket(priority, bucket), b"").await?;
-                }
-                // Cancelled meanwhile.
-                Err(e) if matches!(failed_op(&e), Some((1, zk::Error::NoNode))) => {
-                    let _ = self.zk.delete(entry, None).await;
-                    return Ok(());
+                Err(e) if matches!(failed_op(&e), Some((0..=2, _))) => return Err(Error::Stale(c.id.clone())),
+                // The delayed bucket was swept away meanwhile: place the entry again.
+                Err(e) if !dead && matches!(failed_op(&e), Some((4, zk::Error::NoNode))) => continue,
+                // The reply was lost: the task unchanged means the nack is to send again;
+                // rewritten by this nack (the next version, this claim's token, no longer
+                // running) means it was done.
+                Err(zk::MultiWriteError::RequestFailed { source }) if outcome_unknown(&source) => {
+                    match self.get_definitely(&self.l.task(&c.id)).await? {
+                        Some((_, stat)) if stat.version == c.version => continue,
+                        Some((data, stat)) if stat.version == c.version + 1 => match record::decode(&data) {
+                            Ok((m, _)) if m.token == c.fencing_token && m.state == meta.state => return Ok(outcome),
+                            _ => return Err(Error::Stale(c.id.clone())),
+                        },
+                        _ => return Err(Error::Stale(c.id.clone())),
+                    }
                 }
                 Err(e) => return Err(e.into()),
             }
         }
-        Err(Error::Invalid(format!("queue {}: could not promote task {id}; will try again", self.name)))
     }
 
     /// Puts back the tasks of workers that died: running, but with no claim (its
@@ -321,7 +329,7 @@ impl Queue {
         Ok(n)
     }
 
-    async fn requeue_orphan(&self, id: &str) -> Result<bool> {
+    pub(crate) async fn requeue_orphan(&self, id: &str) -> Result<bool> {
         loop {
             match self.try_requeue_orphan(id).await? {
                 Some(done) => return Ok(done),
@@ -332,9 +340,27 @@ impl Queue {
 
     /// One attempt; `None` when the front bucket vanished meanwhile (try again).
     async fn try_requeue_orphan(&self, id: &str) -> Result<Option<bool>> {
-        let Some((mut meta, payload, version)) = self.read_task(id).await? else {
-            let _ = self.zk.delete(&self.l.running(id), None).await;
-            return Ok(Some(false));
+        let (mut meta, payload, version) = match self.read_task(id).await {
+            Ok(Some(t)) => t,
+            Ok(None) => {
+                let _ = self.zk.delete(&self.l.running(id), None).await;
+                return Ok(Some(false));
+            }
+            // Not a task (any more): to the dead letters as it is, if no take holds it.
+            Err(Error::Corrupt { reason, .. }) => {
+                tracing::warn!(queue = %self.name, task = id, reason, "a task node is corrupt; moving it to the dead letters");
+                let mut w = self.zk.new_multi_writer();
+                w.add_create(&self.l.claim(id), b"", &ephemeral())?;
+                w.add_delete(&self.l.claim(id), None)?;
+                w.add_delete(&self.l.running(id), None)?;
+                w.add_create(&self.l.dead(id), b"", &persistent())?;
+                return match w.commit().await {
+                    Ok(_) => Ok(Some(true)),
+                    Err(e) if failed_op(&e).is_some() => Ok(Some(false)),
+                    Err(e) => Err(e.into()),
+                };
+            }
+            Err(e) => return Err(e),
         };
         let dead = meta.attempt >= meta.max_attempts;
         meta.worker = None;
@@ -407,8 +433,10 @@ impl Queue {
                 s.ready += count(format!("{ppath}/{b}")).await?;
             }
         }
-        for m in self.children(&self.l.dir("delayed")).await? {
-            s.delayed += count(format!("{}/{m}", self.l.dir("delayed"))).await?;
+        for spath in self.delayed_seconds().await? {
+            for b in self.children(&spath).await? {
+                s.delayed += count(format!("{spath}/{b}")).await?;
+            }
         }
         s.running = count(self.l.dir("running")).await?;
         s.dead = count(self.l.dir("dead")).await?;
@@ -449,10 +477,15 @@ impl Queue {
                 }
             }
         }
-        for m in self.children(&self.l.dir("delayed")).await? {
-            for name in self.children(&format!("{}/{m}", self.l.dir("delayed"))).await? {
+        'delayed: for spath in self.delayed_seconds().await? {
+            let mut entries = Vec::new();
+            for b in self.children(&spath).await? {
+                entries.extend(self.children(&format!("{spath}/{b}")).await?);
+            }
+            entries.sort();
+            for name in entries {
                 if ids.len() >= limit {
-                    break;
+                    break 'delayed;
                 }
                 if let Some((_, _, id)) = layout::parse_delayed(&name) {
                     ids.push(id.to_string());
@@ -461,9 +494,23 @@ impl Queue {
         }
         let mut out = Vec::new();
         for id in ids {
-            if let Some(t) = self.peek(&id).await? {
-                out.push(t);
+            match self.peek(&id).await {
+                Ok(Some(t)) => out.push(t),
+                Ok(None) => {}
+                // Left for the next take to move to the dead letters.
+                Err(Error::Corrupt { reason, .. }) => tracing::warn!(queue = %self.name, task = id, reason, "a task node is corrupt"),
+                Err(e) => return Err(e),
             }
+        }
+        Ok(out)
+    }
+
+    /// The paths of the seconds of the delayed index, in time order.
+    async fn delayed_seconds(&self) -> Result<Vec<String>> {
+        let dir = self.l.dir("delayed");
+        let mut out = Vec::new();
+        for h in self.children(&dir).await? {
+            out.extend(self.children(&format!("{dir}/{h}")).await?.into_iter().map(|s| format!("{dir}/{h}/{s}")));
         }
         Ok(out)
     }
@@ -476,7 +523,21 @@ impl Queue {
     /// Cancels a task that is not running: it is gone, its index entry is left for takes
     /// to sweep. False if there is no such task; [`Error::Invalid`] if a worker holds it.
     pub async fn cancel(&self, id: &str) -> Result<bool> {
-        let Some((meta, _, version)) = self.read_task(id).await? else { return Ok(false) };
+        let (meta, version) = match self.read_task(id).await {
+            Ok(Some((meta, _, version))) => (meta, version),
+            Ok(None) => return Ok(false),
+            // Not a task: it goes, with its dead letter if it has become one, unless a
+            // worker holds a claim on it.
+            Err(Error::Corrupt { .. }) => {
+                if self.zk.check_stat(&self.l.claim(id)).await?.is_some() {
+                    return Err(Error::Invalid(format!("task {id} is running; it can be cancelled once it is not")));
+                }
+                self.zk.delete(&self.l.task(id), None).await.or_else(|e| if e == zk::Error::NoNode { Ok(()) } else { Err(e) })?;
+                let _ = self.zk.delete(&self.l.dead(id), None).await;
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        };
         if meta.state == State::Running {
             return Err(Error::Invalid(format!("task {id} is running; it can be cancelled once it is not")));
         }
@@ -499,9 +560,15 @@ impl Queue {
     pub async fn requeue_dead(&self) -> Result<usize> {
         let mut n = 0;
         for id in self.dead().await? {
-            let Some((mut meta, payload, version)) = self.read_task(&id).await? else {
-                let _ = self.zk.delete(&self.l.dead(&id), None).await;
-                continue;
+            let (mut meta, payload, version) = match self.read_task(&id).await {
+                Ok(Some(t)) => t,
+                Ok(None) => {
+                    let _ = self.zk.delete(&self.l.dead(&id), None).await;
+                    continue;
+                }
+                // Stays a dead letter: there is no task to run (cancel removes it).
+                Err(Error::Corrupt { .. }) => continue,
+                Err(e) => return Err(e),
             };
             meta.state = State::Ready;
             meta.attempt = 0;

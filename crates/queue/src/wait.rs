@@ -9,7 +9,7 @@
 //! another, as long as there is work, and a single task wakes one worker. A waiter whose
 //! session ends leaves the line the same way.
 
-use crate::{now_ms, zk, Claim, Queue, Result};
+use crate::{now_ms, outcome_unknown, zk, Claim, Queue, Result};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -31,21 +31,42 @@ impl Queue {
         }
         let Some(wait) = wait else { return Ok(None) };
         let deadline = Instant::now() + wait;
-        let opts = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
-        let (_, seq) = self.zk.create(&format!("{}/w-", self.l.dir("waiters")), worker.as_bytes(), &opts).await?;
-        let me = format!("w-{seq}");
-        let result = self.wait_in_line(worker, &me, deadline).await;
-        match self.zk.delete(&format!("{}/{me}", self.l.dir("waiters")), None).await {
-            Ok(()) | Err(zk::Error::NoNode) => {}
+        let place = self.join_line(worker).await?;
+        let result = self.wait_in_line(worker, &place.name, deadline).await;
+        match place.leave().await {
+            Ok(()) => result,
             // A claim is never dropped for this: the node goes with the session at worst.
-            Err(e) if matches!(result, Ok(None)) => return Err(e.into()),
-            Err(_) => {}
+            Err(e) if matches!(result, Ok(None)) => Err(e),
+            Err(_) => result,
         }
-        result
+    }
+
+    /// Joins the line of waiting workers. The node carries a nonce, so that when the
+    /// reply to its creation is lost the node can still be found and removed: a node that
+    /// nobody waits behind would hold up everyone after it for as long as the session lives.
+    async fn join_line(&self, worker: &str) -> Result<Place> {
+        let dir = self.l.dir("waiters");
+        let data = format!("{worker}\n{:016x}", rand::random::<u64>());
+        let opts = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
+        match self.zk.create(&format!("{dir}/w-"), data.as_bytes(), &opts).await {
+            Ok((_, seq)) => Ok(Place { zk: Some(self.zk.clone()), path: format!("{dir}/w-{seq}"), name: format!("w-{seq}") }),
+            Err(e) if outcome_unknown(&e) => {
+                for name in self.children(&dir).await? {
+                    let path = format!("{dir}/{name}");
+                    if matches!(self.get_definitely(&path).await?, Some((d, _)) if d == data.as_bytes()) {
+                        let _ = self.zk.delete(&path, None).await;
+                    }
+                }
+                Err(e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn wait_in_line(&self, worker: &str, me: &str, deadline: Instant) -> Result<Option<Claim>> {
         let waiters_dir = self.l.dir("waiters");
+        // The claims held when this waiter last looked, while first in line.
+        let mut seen: Option<Vec<String>> = None;
         loop {
             if Instant::now() >= deadline {
                 return Ok(None);
@@ -65,12 +86,28 @@ impl Queue {
             }
             // First in line: watch before looking, so nothing slips between the two.
             let (_, _, signal) = self.zk.get_and_watch_data(&self.l.signal()).await?;
-            let (_, claims) = self.zk.list_and_watch_children(&self.l.dir("claims")).await?;
-            self.reap_orphans().await?;
+            let (mut held, claims) = self.zk.list_and_watch_children(&self.l.dir("claims")).await?;
+            held.sort();
+            // The first time, a full look for dead workers' tasks; after that, only the
+            // claims that vanished since the last look are checked (an ack or a nack
+            // removes the running marker with the claim; a death leaves it).
+            match &seen {
+                None => {
+                    self.reap_orphans().await?;
+                }
+                Some(before) => {
+                    for id in before.iter().filter(|id| held.binary_search(id).is_err()) {
+                        if self.zk.check_stat(&self.l.running(id)).await?.is_some() {
+                            self.requeue_orphan(id).await?;
+                        }
+                    }
+                }
+            }
+            seen = Some(held);
+            let next_due = self.promote_due().await?;
             if let Some(c) = self.try_take(worker).await? {
                 return Ok(Some(c));
             }
-            let next_due = self.promote_due().await?;
             let until = match next_due {
                 Some(due) => deadline.min(Instant::now() + Duration::from_millis(due.saturating_sub(now_ms()))),
                 None => deadline,
@@ -80,6 +117,47 @@ impl Queue {
                 _ = claims.changed() => {}
                 _ = tokio::time::sleep_until(until) => {}
             }
+        }
+    }
+}
+
+/// A worker's node in the line of waiters. Dropped without [`Place::leave`] (the take
+/// was cancelled), it is removed in the background.
+struct Place {
+    zk: Option<zk::Client>,
+    path: String,
+    name: String,
+}
+
+impl Place {
+    async fn leave(mut self) -> Result<()> {
+        let zk = self.zk.take().expect("left once");
+        delete_definitely(&zk, &self.path).await
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let (Some(zk), Ok(rt)) = (self.zk.take(), tokio::runtime::Handle::try_current()) else { return };
+        let path = std::mem::take(&mut self.path);
+        rt.spawn(async move {
+            let _ = delete_definitely(&zk, &path).await;
+        });
+    }
+}
+
+/// Deletes `path`, asking again while the connection is down (a stale waiter must not
+/// be left behind because one reply was lost).
+async fn delete_definitely(zk: &zk::Client, path: &str) -> Result<()> {
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match zk.delete(path, None).await {
+            Ok(()) | Err(zk::Error::NoNode) => return Ok(()),
+            Err(e) if outcome_unknown(&e) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.into()),
         }
     }
 }
