@@ -4,7 +4,8 @@
 //!
 //! Each of `--clients` sessions keeps `--outstanding` requests in flight until `--ops`
 //! requests completed or `--duration` passed; every request's latency goes into an HDR
-//! histogram. Output: one human line, or with `--json` one JSON object.
+//! histogram. Session `i` connects to the `i`-th host of the connect string (in turn), so
+//! a load spans every member of an ensemble. Output: one human line, or with `--json` one JSON object.
 
 use clap::{Args, ValueEnum};
 use corral_queue::{zookeeper_client as zk, PushOptions, Queue};
@@ -102,6 +103,17 @@ async fn connect(hosts: &str) -> Result<zk::Client, String> {
         .map_err(|e| format!("cannot connect to {hosts}: {e}"))
 }
 
+/// Session `i` of the load: connected to the `i`-th host of the connect string (modulo
+/// their number), so that the load spans every member of an ensemble evenly; it syncs
+/// first, so that it sees what the setup session created.
+async fn connect_nth(hosts: &str, i: usize) -> Result<zk::Client, String> {
+    let list: Vec<&str> = hosts.split(',').map(str::trim).filter(|h| !h.is_empty()).collect();
+    let host = list.get(i % list.len().max(1)).copied().unwrap_or(hosts);
+    let client = connect(host).await?;
+    client.sync("/").await.map_err(|e| format!("sync through {host}: {e}"))?;
+    Ok(client)
+}
+
 fn persistent() -> zk::CreateOptions<'static> {
     zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all())
 }
@@ -181,7 +193,7 @@ async fn bench(a: &BenchArgs) -> Result<serde_json::Value, String> {
         _ => {
             let mut set = tokio::task::JoinSet::new();
             for c in 0..a.clients {
-                let client = connect(&a.connect).await?;
+                let client = connect_nth(&a.connect, c).await?;
                 for slot in 0..a.outstanding {
                     let (client, shared, payload) = (client.clone(), shared.clone(), payload.clone());
                     let (w, keys, ratio, run_id) = (a.workload, a.keys.max(1), a.read_ratio, run_id.clone());
@@ -241,8 +253,8 @@ async fn watch_fanout(a: &BenchArgs, shared: &Arc<Shared>, payload: &[u8]) -> Re
     let writer = connect(&a.connect).await?;
     ensure(&writer, "/bench/watched", b"").await?;
     let mut watchers = Vec::new();
-    for _ in 0..a.clients {
-        watchers.push(connect(&a.connect).await?);
+    for i in 0..a.clients {
+        watchers.push(connect_nth(&a.connect, i + 1).await?);
     }
     let mut h = hist();
     while shared.next() {
@@ -270,8 +282,8 @@ async fn queue_load(a: &BenchArgs, shared: &Arc<Shared>, payload: &[u8], run_id:
     let workers = (a.clients - a.clients / 2).max(1);
     let pushed = Arc::new(AtomicU64::new(0));
     let mut set = tokio::task::JoinSet::new();
-    for _ in 0..producers {
-        let q = Queue::open(connect(&a.connect).await?, &name).await.map_err(|e| e.to_string())?;
+    for i in 0..producers {
+        let q = Queue::open(connect_nth(&a.connect, i).await?, &name).await.map_err(|e| e.to_string())?;
         let (shared, pushed, payload) = (shared.clone(), pushed.clone(), payload.to_vec());
         set.spawn(async move {
             while pushed.fetch_add(1, Ordering::Relaxed) < shared.limit && shared.in_time() {
@@ -282,7 +294,7 @@ async fn queue_load(a: &BenchArgs, shared: &Arc<Shared>, payload: &[u8], run_id:
         });
     }
     for w in 0..workers {
-        let q = Queue::open(connect(&a.connect).await?, &name).await.map_err(|e| e.to_string())?;
+        let q = Queue::open(connect_nth(&a.connect, producers + w).await?, &name).await.map_err(|e| e.to_string())?;
         let shared = shared.clone();
         set.spawn(async move {
             let mut h = hist();
