@@ -3,8 +3,10 @@
 //! One task owns the core, the [`Peer`], the [`ReplicaStore`] and the [`Transport`], so
 //! client requests and Zab's actions are ordered by a single owner. Each turn of the loop
 //! handles what has arrived (client messages, quorum messages, timers), carries out the
-//! peer's actions in order, and ends with one append and fsync for every transaction
-//! logged in the turn (group commit), reported to the peer with [`Peer::logged`].
+//! peer's actions in order, and ends by appending every transaction logged in the turn.
+//! One fdatasync at a time runs on a blocking thread for everything appended before it
+//! started (group commit, without stopping the loop); when it is done the peer hears of
+//! it with [`Peer::logged`].
 //!
 //! - **Leader.** Preps writes as a standalone server does and proposes them with the zxid
 //!   [`Peer::next_zxid`] announces; a write is answered when Zab's `Apply` reaches it.
@@ -26,6 +28,7 @@ use crate::core::{ConnId, Core, Done, Msg, Queued, Repl};
 use crate::encode;
 use crate::quorum::{self, Inbound, Transport};
 use crate::replica::{self, ReplicaDirs, ReplicaError, ReplicaStore};
+use corral_storage::DetachedSync;
 use crate::ServerError;
 use corral_proto::request::Request;
 use corral_proto::{ErrorCode, Id, OpCode, Reader, Writer};
@@ -70,8 +73,14 @@ pub(crate) struct Member {
     pub(crate) role: Role,
     /// Actions of the peer not yet carried out, in order.
     pub(crate) actions: VecDeque<Action>,
-    /// Transactions to append, synced at the end of the turn.
+    /// Transactions to append at the end of the turn.
     unlogged: Vec<(Zxid, ZabTxn)>,
+    /// An fdatasync of the log running on a blocking thread, and its generation: one that
+    /// finishes after the log was synced inline or changed under it is not reported.
+    syncing: bool,
+    sync_gen: u64,
+    synced_tx: mpsc::UnboundedSender<(u64, DetachedSync)>,
+    synced_rx: Option<mpsc::UnboundedReceiver<(u64, DetachedSync)>>,
     /// Clients' `sync` requests waiting for Zab, by the id given to the peer.
     syncs: HashMap<u64, PendingSync>,
     next_sync: u64,
@@ -224,6 +233,7 @@ pub(crate) async fn start(cfg: Arc<Config>) -> Result<Started, ServerError> {
             let _ = purge_tx.send(z);
         },
     );
+    let (synced_tx, synced_rx) = mpsc::unbounded_channel();
     let member = Member {
         peer,
         store,
@@ -231,6 +241,10 @@ pub(crate) async fn start(cfg: Arc<Config>) -> Result<Started, ServerError> {
         role: Role::Looking,
         actions: actions.into(),
         unlogged: Vec::new(),
+        syncing: false,
+        sync_gen: 0,
+        synced_tx,
+        synced_rx: Some(synced_rx),
         syncs: HashMap::new(),
         next_sync: 1,
         purges,
@@ -589,17 +603,13 @@ impl Core {
         self.apply_one(hdr, txn, done);
     }
 
-    /// Carries out the peer's actions in order, then syncs the turn's appends and goes on
-    /// with what that leads to, until nothing is left.
+    /// Carries out the peer's actions in order, then appends what the turn logged and
+    /// starts syncing it on another thread (the peer hears of it when the sync is done).
     fn run_actions(&mut self) {
-        loop {
-            while let Some(a) = self.member().and_then(|m| m.actions.pop_front()) {
-                self.execute(a);
-            }
-            if !self.flush_log(true) {
-                break;
-            }
+        while let Some(a) = self.member().and_then(|m| m.actions.pop_front()) {
+            self.execute(a);
         }
+        self.append_and_start_sync();
         let m = self.member().expect("member");
         while let Ok(z) = m.purges.try_recv() {
             match m.store.purge_through(z) {
@@ -615,21 +625,61 @@ impl Core {
         }
     }
 
-    /// Appends and syncs what the turn logged, and (`report`) tells the peer. False if
-    /// there was nothing. Before a `Truncate`, `InstallSnapshot` or `Recover` the peer is
-    /// not told: its contract discards reports of appends from before those.
-    fn flush_log(&mut self, report: bool) -> bool {
+    /// Group commit without stopping the loop: the turn's transactions are written now,
+    /// and one fdatasync at a time runs on a blocking thread for everything written
+    /// before it started. While it runs the loop goes on (reading, proposing, appending
+    /// the next turns); the next sync covers all of those.
+    fn append_and_start_sync(&mut self) {
         let m = self.member().expect("member");
-        if m.unlogged.is_empty() {
-            return false;
+        if !m.unlogged.is_empty() {
+            let txns = std::mem::take(&mut m.unlogged);
+            m.store.append_unsynced(&txns).unwrap_or_else(|e| fatal(e));
         }
-        let txns = std::mem::take(&mut m.unlogged);
-        let through = m.store.append(&txns).unwrap_or_else(|e| fatal(e));
+        if m.syncing {
+            return;
+        }
+        let Some(sync) = m.store.detached_sync().unwrap_or_else(|e| fatal(e)) else { return };
+        m.syncing = true;
+        let (gen, tx) = (m.sync_gen, m.synced_tx.clone());
+        tokio::task::spawn_blocking(move || {
+            sync.run().unwrap_or_else(|e| fatal(e.into()));
+            let _ = tx.send((gen, sync));
+        });
+    }
+
+    /// A detached sync finished: the log is durable through its zxid, unless the log was
+    /// synced inline or changed since it started.
+    fn on_synced_log(&mut self, gen: u64, sync: DetachedSync) {
+        let m = self.member().expect("member");
+        if gen != m.sync_gen {
+            return;
+        }
+        m.syncing = false;
+        m.store.synced_by(&sync);
+        let more = m.peer.logged(sync.zxid());
+        m.actions.extend(more);
+    }
+
+    /// Appends and syncs what is not durable yet, inline, and (`report`) tells the peer.
+    /// Before a `Truncate`, `InstallSnapshot` or `Recover` the peer is not told: its
+    /// contract discards reports of appends from before those. A detached sync still
+    /// running will not be reported.
+    fn flush_log(&mut self, report: bool) {
+        let m = self.member().expect("member");
+        if !m.unlogged.is_empty() {
+            let txns = std::mem::take(&mut m.unlogged);
+            m.store.append_unsynced(&txns).unwrap_or_else(|e| fatal(e));
+        }
+        if m.store.synced_zxid() == m.store.last_zxid() && !m.syncing {
+            return;
+        }
+        m.sync_gen += 1;
+        m.syncing = false;
+        let through = m.store.sync().unwrap_or_else(|e| fatal(e));
         if report {
             let more = m.peer.logged(through);
             m.actions.extend(more);
         }
-        true
     }
 
     fn execute(&mut self, a: Action) {
@@ -719,11 +769,13 @@ impl Core {
         half_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut containers = tokio::time::interval(Duration::from_millis(self.cfg.container_check_interval_ms.max(1)));
         containers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut synced_rx = self.member().and_then(|m| m.synced_rx.take()).expect("run once");
         self.run_actions();
         loop {
             let wake = self.member().and_then(|m| m.peer.next_wakeup_ms());
             let wake_in = wake.map_or(1000, |w| w.saturating_sub(now_ms()).min(1000));
             tokio::select! {
+                Some((gen, sync)) = synced_rx.recv() => self.on_synced_log(gen, sync),
                 m = inbox.recv() => match m {
                     Some(m) => {
                         self.on_inbound(m);

@@ -19,7 +19,9 @@
 //!   epoch update (ZOOKEEPER-1653) before the startup checks.
 
 use crate::durable;
-use corral_storage::{check_startup, snapshot, EpochFiles, FileLog, FileLogOptions, Log, Record, StorageError};
+use corral_storage::{
+    check_startup, snapshot, DetachedSync, EpochFiles, FileLog, FileLogOptions, Log, Record, StorageError,
+};
 use corral_tree::{decode_entry, DataTree, TxnHeader, TxnResult, WatchEvent};
 use corral_zab::message::Txn;
 use corral_zab::peer::{DiskState, LogTail};
@@ -136,6 +138,34 @@ impl ReplicaStore {
         self.log.append(&records)?;
         self.log.sync()?;
         Ok(self.log.synced_zxid())
+    }
+
+    /// Appends without syncing: [`ReplicaStore::detached_sync`] makes it durable.
+    pub fn append_unsynced(&mut self, txns: &[(Zxid, Txn)]) -> Result<(), ReplicaError> {
+        let records: Vec<Record> = txns.iter().map(|(z, t)| Record::new(*z, t.to_vec())).collect();
+        Ok(self.log.append(&records)?)
+    }
+
+    /// A sync of what is appended so far, to run on another thread; `None` if it is
+    /// durable already.
+    pub fn detached_sync(&self) -> Result<Option<DetachedSync>, ReplicaError> {
+        Ok(self.log.detached_sync()?)
+    }
+
+    /// A detached sync ran: the log is durable through its zxid.
+    pub fn synced_by(&mut self, done: &DetachedSync) {
+        self.log.synced_by(done)
+    }
+
+    /// Syncs whatever is appended (a no-op if it is durable already).
+    pub fn sync(&mut self) -> Result<Zxid, ReplicaError> {
+        self.log.sync()?;
+        Ok(self.log.synced_zxid())
+    }
+
+    /// The last zxid appended.
+    pub fn last_zxid(&self) -> Zxid {
+        self.log.last_zxid()
     }
 
     /// The zxid the log is durable through.

@@ -37,7 +37,7 @@ pub mod snapshot;
 
 pub use epoch::{check_startup, EpochCheckError, EpochFiles};
 pub use error::StorageError;
-pub use file::{FileLog, FileLogOptions, OpenReport, SegmentInfo, TornTail};
+pub use file::{DetachedSync, FileLog, FileLogOptions, OpenReport, SegmentInfo, TornTail};
 pub use mem::MemLog;
 
 /// One log entry: a transaction as the layer above encoded it, keyed by its zxid.

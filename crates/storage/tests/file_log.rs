@@ -699,3 +699,33 @@ fn a_stale_batch_past_the_end_is_judged_as_a_torn_tail() {
     assert_eq!((torn.offset, torn.bytes), (end, stale.len() as u64));
     assert_eq!(read_all(&log), records(1..=40));
 }
+
+/// A sync detached to another thread counts only once it ran, covers what was written
+/// before it was taken, and survives the log rolling to a new segment meanwhile.
+#[test]
+fn detached_syncs_count_once_they_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = open(dir.path(), &tiny());
+    assert!(log.detached_sync().unwrap().is_none(), "nothing to sync in an empty log");
+    append(&mut log, 1..=3, 3);
+    let sync = log.detached_sync().unwrap().expect("three records to sync");
+    assert_eq!(sync.zxid(), 3);
+    append(&mut log, 4..=5, 2);
+    assert!(log.synced_zxid() < 3, "not counted before it ran");
+    std::thread::scope(|s| s.spawn(|| sync.run().unwrap()).join().unwrap());
+    log.synced_by(&sync);
+    assert_eq!(log.synced_zxid(), 3, "what came after the handle is not covered");
+    let next = log.detached_sync().unwrap().expect("two more");
+    // Roll over several segments before the handle is reported: a roll syncs in full.
+    append(&mut log, 6..=200, 5);
+    next.run().unwrap();
+    log.synced_by(&next);
+    assert!(log.synced_zxid() >= 5);
+    log.sync().unwrap();
+    assert_eq!(log.synced_zxid(), 200);
+    assert!(log.detached_sync().unwrap().is_none(), "all durable");
+    drop(log);
+    let (log, report) = open(dir.path(), &tiny());
+    assert_eq!((report.truncated, report.records), (None, 200));
+    assert_eq!(read_all(&log).iter().map(|r| r.zxid).collect::<Vec<_>>(), (1..=200).collect::<Vec<_>>());
+}

@@ -606,6 +606,62 @@ impl FileLog {
     }
 }
 
+/// An `fdatasync` of what a [`FileLog`] has written, to run on another thread while the
+/// log goes on taking appends (see [`FileLog::detached_sync`]).
+pub struct DetachedSync {
+    file: File,
+    path: PathBuf,
+    /// The segment's first zxid, its end and last zxid when the sync was detached.
+    segment: i64,
+    end: u64,
+    zxid: i64,
+}
+
+impl DetachedSync {
+    /// Makes everything written before the handle was taken durable.
+    pub fn run(&self) -> Result<(), StorageError> {
+        self.file.sync_data().map_err(|e| StorageError::io("fdatasync", &self.path, e))
+    }
+
+    /// The zxid the log is durable through once [`DetachedSync::run`] succeeded.
+    pub fn zxid(&self) -> i64 {
+        self.zxid
+    }
+}
+
+impl FileLog {
+    /// A handle to sync what has been written so far from another thread, or `None` if
+    /// it is durable already. Earlier segments need nothing: a segment is synced in full
+    /// when the log moves on to the next. Once the handle ran, report it with
+    /// [`FileLog::synced_by`]; until then [`Log::synced_zxid`] does not count it.
+    pub fn detached_sync(&self) -> Result<Option<DetachedSync>, StorageError> {
+        self.check_writable()?;
+        let (Some(active), Some(segment)) = (self.active.as_ref(), self.segments.last()) else { return Ok(None) };
+        if active.synced >= segment.end {
+            return Ok(None);
+        }
+        let file = active.file.try_clone().map_err(|e| StorageError::io("dup", &segment.path, e))?;
+        Ok(Some(DetachedSync {
+            file,
+            path: segment.path.clone(),
+            segment: segment.header.first_zxid,
+            end: segment.end,
+            zxid: segment.last_zxid,
+        }))
+    }
+
+    /// A [`DetachedSync`] ran successfully: the log is durable through its zxid. (If the
+    /// log was truncated after the handle was taken, the caller must not report it.)
+    pub fn synced_by(&mut self, done: &DetachedSync) {
+        if let (Some(active), Some(segment)) = (self.active.as_mut(), self.segments.last()) {
+            if segment.header.first_zxid == done.segment {
+                active.synced = active.synced.max(done.end);
+            }
+        }
+        self.synced_zxid = self.synced_zxid.max(done.zxid);
+    }
+}
+
 impl Log for FileLog {
     fn append(&mut self, records: &[Record]) -> Result<(), StorageError> {
         self.check_writable()?;
