@@ -7,7 +7,9 @@ For each topology (standalone, then a 3-member ensemble on loopback):
   1. start ZooKeeper and Corral with the same zoo.cfg (Debian's defaults, fsync on,
      fresh data dirs, free loopback ports; each ZooKeeper JVM gets -Xmx<--zk-heap>)
      and wait until every member serves;
-  2. for each round, for each workload, run `corral bench ... --json` once against
+  2. warm both up (every workload once, --warmup seconds, not recorded: the JVM
+     compiles its hot paths under load); then for each round, for each workload,
+     run `corral bench ... --json` once against
      ZooKeeper and once against Corral (which goes first alternates by round), each
      for --duration seconds. `corral bench` speaks the plain ZooKeeper protocol, and
      its session i connects to member i mod 3, so a load spans the ensemble;
@@ -20,7 +22,7 @@ issue 6's targets for the ensemble. --json FILE writes every number.
 
 Only processes this script starts are ever signalled, by their PID.
 
-Usage:  python3 bench/compare.py [--rounds 3] [--duration 5] [--json FILE]
+Usage:  python3 bench/compare.py [--rounds 3] [--duration 5] [--warmup 2] [--json FILE]
                                  [--topology standalone|ensemble] [--only corral|zookeeper]
 """
 
@@ -105,8 +107,9 @@ class Cluster:
             m.stop()
 
 
-def bench(args, hosts: str, extra: list[str]) -> dict:
-    cmd = [str(args.corral_bin), "bench", "--connect", hosts, "--duration", str(args.duration), "--json", *extra]
+def bench(args, hosts: str, extra: list[str], duration: float | None = None) -> dict:
+    cmd = [str(args.corral_bin), "bench", "--connect", hosts, "--duration", str(duration or args.duration), "--json",
+           *extra]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=args.duration * 10 + 120)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{out.stderr}")
@@ -119,7 +122,11 @@ def run_topology(name: str, size: int, kinds: list[str], tmp: Path, args) -> dic
     try:
         for c in clusters.values():
             c.start()
-        log(f"{name}: serving ({', '.join(kinds)})")
+        log(f"{name}: serving ({', '.join(kinds)}); warming up")
+        # Unrecorded: the JVM compiles its hot paths during the first seconds of load.
+        for k in kinds:
+            for _, extra, _ in WORKLOADS:
+                bench(args, clusters[k].hosts(), extra, duration=args.warmup)
         for r in range(args.rounds):
             order = kinds if r % 2 == 0 else list(reversed(kinds))
             for wname, extra, _ in WORKLOADS:
@@ -172,6 +179,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=3, help="rounds of every workload on each server (default 3)")
     ap.add_argument("--duration", type=float, default=5.0, help="seconds per measurement (default 5)")
+    ap.add_argument("--warmup", type=float, default=2.0,
+                    help="seconds of each workload run unrecorded on each server first (default 2)")
     ap.add_argument("--topology", choices=["standalone", "ensemble"], help="only this topology")
     ap.add_argument("--only", choices=["corral", "zookeeper"], help="measure one server only")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON ('-' = stdout)")

@@ -125,6 +125,7 @@ pub fn spawn_snapshotter(settings: SnapshotSettings, purge_log: impl Fn(i64) + S
     std::thread::Builder::new()
         .name("corral-snapshot".into())
         .spawn(move || {
+            lower_this_threads_priority();
             let interval = Duration::from_secs(settings.purge_interval_hours as u64 * 3600);
             loop {
                 let through = if settings.purge_interval_hours > 0 {
@@ -167,6 +168,21 @@ pub fn spawn_snapshotter(settings: SnapshotSettings, purge_log: impl Fn(i64) + S
         })
         .expect("spawn the snapshot thread");
     tx
+}
+
+/// Gives the calling thread the lowest CPU priority (nice 19; on Linux a thread's nice
+/// value is its own). A snapshot rebuilds the whole tree; under a saturating write load
+/// on few cores it should take only the CPU the threads serving requests leave: it can
+/// wait, since the log holds everything meanwhile.
+fn lower_this_threads_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: setpriority on our own thread id; no pointers.
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        if libc::setpriority(libc::PRIO_PROCESS, tid, 19) != 0 {
+            tracing::debug!("could not lower the snapshot thread's priority");
+        }
+    }
 }
 
 /// Returns memory the allocator holds but nothing uses to the operating system. Building a
