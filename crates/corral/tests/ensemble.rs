@@ -491,58 +491,100 @@ async fn restarted_members_catch_up_by_diff_snap_and_trunc() {
 
     // TRUNC: with both followers stopped, the leader logs proposals nobody else has until
     // it notices it lost its quorum. Then everyone dies; the followers elect a new leader
-    // without that tail, and the old leader comes back to be cut.
-    let l = e.leader();
-    let to_leader = connect(&e.members[l].addr()).await;
-    let others = e.followers();
-    assert_eq!(others.len(), 2);
-    for &o in &others {
-        e.members[o].signal(libc::SIGSTOP);
-    }
-    let doomed = {
-        let c = to_leader.clone();
-        tokio::spawn(async move {
-            let mut acked = 0;
+    // without that tail, and the old leader comes back to be cut. On a loaded machine the
+    // leader may give up before any doomed write reached it (its log then has no tail to
+    // cut): that is checked from its log, and the case is tried again.
+    let mut truncated = false;
+    for attempt in 1..=3 {
+        let l = e.leader();
+        // A raw connection: its requests go out at once, and once it is gone nothing sends
+        // them again (a client library may keep a timed-out request queued and send it
+        // after the restart, where it would be a new write, not a doomed one).
+        let mut raw = common::RawConn::connect(&e.members[l].addr()).await;
+        assert!(raw.handshake(10_000, 0, &[0u8; 16]).await.is_some_and(|r| r.timeout_ms > 0));
+        let others = e.followers();
+        assert_eq!(others.len(), 2);
+        for &o in &others {
+            e.members[o].signal(libc::SIGSTOP);
+        }
+        let doomed = tokio::spawn(async move {
             for i in 0..20 {
-                let p = format!("/load/doomed-{i}");
-                if let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), c.create(&p, b"", &persistent())).await {
+                let body = common::body_create(&format!("/load/doomed-{attempt}-{i}"), b"", 0);
+                if raw.send_bytes(&common::request_frame(i + 1, corral_proto::OpCode::Create as i32, &body)).await.is_err() {
+                    break;
+                }
+            }
+            let mut acked = 0;
+            while let Some(reply) = raw.read_reply_timeout(Duration::from_secs(20)).await {
+                if reply.header.xid > 0 && reply.header.err == 0 {
                     acked += 1;
                 }
             }
             acked
-        })
-    };
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while e.members[l].mode().is_some() {
-        assert!(Instant::now() < deadline, "the lone leader did not give up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let before_stop = e.members[l].log_len();
+        while e.members[l].mode().is_some() {
+            assert!(Instant::now() < deadline, "the lone leader did not give up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // The last zxid of a member's log as it says when it rebuilds its tree from disk
+        // (the old leader giving up, or a member starting).
+        let rebuilt = |log: String| {
+            log.lines()
+                .filter(|l| l.contains("rebuilt from disk") || l.contains("recovered from disk"))
+                .filter_map(|l| l.split("zxid=0x").nth(1))
+                .filter_map(|z| i64::from_str_radix(z.split_whitespace().next().unwrap_or_default(), 16).ok())
+                .next_back()
+        };
+        for &o in &others {
+            e.members[o].kill();
+        }
+        let old_id = e.members[l].id;
+        e.members[l].kill();
+        assert_eq!(doomed.await.unwrap(), 0, "a write was acknowledged without a quorum");
+        let old_last = rebuilt(e.members[l].log_since(before_stop)).expect("the old leader rebuilt from disk");
+        let marks: Vec<usize> = others.iter().map(|&o| e.members[o].log_len()).collect();
+        for &o in &others {
+            e.members[o].start();
+        }
+        e.wait_serving(Duration::from_secs(30));
+        // The most the followers had logged: what the new leader's history holds of the
+        // old epoch.
+        let new_last = others
+            .iter()
+            .zip(&marks)
+            .map(|(&o, &mark)| rebuilt(e.members[o].log_since(mark)).expect("a member says what it recovered"))
+            .max()
+            .unwrap();
+        let n = e.leader();
+        let c = connect(&e.members[n].addr()).await;
+        write_many(&c, &format!("after{attempt}"), 10).await;
+        let mark = e.members[n].log_len();
+        e.members[l].start();
+        converged_contents(&e).await;
+        let syncs = e.members[n].syncs_to(old_id, mark);
+        if old_last <= new_last {
+            // No doomed proposal reached the old leader's log: nothing to cut.
+            eprintln!("attempt {attempt}: the old leader logged nothing past {old_last:#x}; syncs {syncs:?}");
+            continue;
+        }
+        assert_eq!(
+            syncs,
+            ["TRUNC"],
+            "old leader's log tail:\n{}\nnew leader's log tail:\n{}",
+            e.members[l].stderr_tail(),
+            e.members[n].stderr_tail()
+        );
+        let got = converged_contents(&e).await;
+        let prefix = format!("doomed-{attempt}-");
+        assert!(!got.keys().any(|k| k.starts_with(&prefix)), "an unacknowledged write only the old leader had survived");
+        truncated = true;
+        break;
     }
-    for &o in &others {
-        e.members[o].kill();
-    }
-    let old_id = e.members[l].id;
-    e.members[l].kill();
-    assert_eq!(doomed.await.unwrap(), 0, "a write was acknowledged without a quorum");
-    drop(to_leader);
-    for &o in &others {
-        e.members[o].start();
-    }
-    e.wait_serving(Duration::from_secs(30));
-    let n = e.leader();
-    let c = connect(&e.members[n].addr()).await;
-    write_many(&c, "after", 10).await;
-    let mark = e.members[n].log_len();
-    e.members[l].start();
+    assert!(truncated, "in three attempts the old leader never logged a doomed proposal");
     let got = converged_contents(&e).await;
-    assert_eq!(
-        e.members[n].syncs_to(old_id, mark),
-        ["TRUNC"],
-        "old leader's log tail:\n{}\nnew leader's log tail:\n{}",
-        e.members[l].stderr_tail(),
-        e.members[n].stderr_tail()
-    );
-    assert!(!got.keys().any(|k| k.starts_with("doomed-")), "an unacknowledged, uncommitted write survived");
-    assert_eq!(got.keys().filter(|k| k.starts_with("after-")).count(), 10);
+    assert!(got.keys().filter(|k| k.starts_with("after")).count() >= 10);
 }
 
 /// A five-member ensemble loses two members, the leader among them, and goes on; they

@@ -752,6 +752,7 @@ impl Core {
                 self.leave_service();
                 let m = self.member().expect("member");
                 let (tree, disk, tail) = m.store.recover().unwrap_or_else(|e| fatal(e));
+                tracing::info!(zxid = format_args!("{:#x}", disk.last_zxid), "rebuilt from disk");
                 let more = m.peer.recovered(disk, tail, now_ms());
                 m.actions.extend(more);
                 self.replace_tree(tree);
