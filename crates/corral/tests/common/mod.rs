@@ -48,6 +48,11 @@ pub fn ensemble_size() -> usize {
 }
 
 /// Members 2..N of an ensemble: their processes and client ports.
+/// Where member `id` (2 and up) of a test ensemble keeps its files.
+fn dir_of(root: &tempfile::TempDir, id: usize) -> PathBuf {
+    root.path().join(format!("m{id}"))
+}
+
 struct OtherMembers {
     children: Vec<Child>,
     ports: Vec<u16>,
@@ -145,7 +150,7 @@ impl Server {
         if n > 1 {
             let mut children = Vec::new();
             for id in 2..=n {
-                let d = dir.path().join(format!("m{id}"));
+                let d = dir_of(&dir, id);
                 std::fs::create_dir_all(&d).map_err(|e| e.to_string())?;
                 let log = std::fs::File::create(d.join("server.stderr")).map_err(|e| e.to_string())?;
                 let mut cmd = corral_command(client_ports[id - 1], &d, &d.join("zoo.cfg"), id)?;
@@ -185,16 +190,32 @@ impl Server {
             cfg_lines: cfg_lines.iter().map(|s| s.to_string()).collect(),
             others,
         };
-        let deadline = Instant::now() + READY_TIMEOUT;
+        // An ensemble on a loaded machine (every test of a binary starts one) may take
+        // longer to elect its leader.
+        let deadline = Instant::now() + if n > 1 { 3 * READY_TIMEOUT } else { READY_TIMEOUT };
         loop {
             if let Ok(Some(status)) = server.child.try_wait() {
                 return Err(format!("server exited with {status} before it was ready; stderr:\n{}", server.stderr()));
+            }
+            // Another member that exited (a quorum or election port taken between probing
+            // and binding, say) is retried on new ports too.
+            if let Some(o) = &mut server.others {
+                for (i, c) in o.children.iter_mut().enumerate() {
+                    if let Ok(Some(status)) = c.try_wait() {
+                        let log = std::fs::read_to_string(dir_of(&server.dir, i + 2).join("server.stderr")).unwrap_or_default();
+                        return Err(format!("member {} exited with {status} before it was ready; stderr:\n{log}", i + 2));
+                    }
+                }
             }
             if server.ready() {
                 break;
             }
             if Instant::now() > deadline {
-                let err = format!("server not ready within {READY_TIMEOUT:?}; stderr:\n{}", server.stderr());
+                let mut err = format!("server not ready in time; stderr:\n{}", server.stderr());
+                for id in 2..=n {
+                    let log = std::fs::read_to_string(dir_of(&server.dir, id).join("server.stderr")).unwrap_or_default();
+                    err.push_str(&format!("\nmember {id}'s stderr:\n{log}"));
+                }
                 return Err(err);
             }
             std::thread::sleep(Duration::from_millis(50));
