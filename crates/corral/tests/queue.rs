@@ -297,7 +297,9 @@ async fn the_delayed_index_is_bounded() {
         q.ack(&t, None).await.unwrap();
     }
     assert_eq!(seen.len(), n);
-    // The second is gone; its hour goes once the hour is over.
+    // The second is gone once a pass runs after it is over; its hour goes once the hour is.
+    tokio::time::sleep(Duration::from_millis((due / 1000 + 1) * 1000 + 1100 - corral_now().min((due / 1000 + 1) * 1000 + 1100))).await;
+    assert!(q.take("w", None).await.unwrap().is_none());
     for h in zk.list_children("/corral/queues/later/delayed").await.unwrap() {
         let seconds = zk.list_children(&format!("/corral/queues/later/delayed/{h}")).await.unwrap();
         assert_eq!(seconds, Vec::<String>::new(), "left in hour {h}");
@@ -353,7 +355,44 @@ async fn an_oversized_push_is_refused() {
     assert!(matches!(q.push(&big, &PushOptions::default()).await, Err(corral_queue::Error::Invalid(_))));
     let half = vec![(vec![1u8; 600_000], PushOptions::default()), (vec![2u8; 600_000], PushOptions::default())];
     assert!(matches!(q.push_batch(&half).await, Err(corral_queue::Error::Invalid(_))));
+    let long_key = PushOptions { key: Some("k".repeat(corral_queue::MAX_KEY_BYTES + 1)), ..Default::default() };
+    assert!(matches!(q.push(b"x", &long_key).await, Err(corral_queue::Error::Invalid(_))));
     let id = q.push(&vec![3u8; 900_000], &PushOptions::default()).await.unwrap();
-    assert_eq!(q.take("w", None).await.unwrap().unwrap().id, id);
+    let t = q.take("w", None).await.unwrap().unwrap();
+    assert_eq!(t.id, id);
     assert_eq!(q.stats().await.unwrap().ready, 0);
+    // An oversized result is refused before it is sent; a long error is cut to fit.
+    let big = vec![0u8; corral_queue::MAX_RESULT_BYTES + 1];
+    assert!(matches!(q.ack(&t, Some(&big)).await, Err(corral_queue::Error::Invalid(_))));
+    let long_error = "e".repeat(200_000);
+    assert!(matches!(q.nack(&t, &long_error).await.unwrap(), Nacked::Retry { .. }));
+    let back = q.peek(&id).await.unwrap().unwrap();
+    assert_eq!(back.meta.last_error.map(|e| e.len()), Some(corral_queue::MAX_ERROR_BYTES));
+}
+
+/// Takes given up at any moment (a timeout of half a millisecond) never leave a task held
+/// or a waiter in line: a claim made after the caller left is put back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn takes_given_up_at_any_moment_leave_nothing_held() {
+    let server = Server::start();
+    let q = queue(&server, "hasty").await;
+    q.push(b"x", &PushOptions::default()).await.unwrap();
+    for _ in 0..40 {
+        if let Ok(r) = tokio::time::timeout(Duration::from_micros(500), q.take("hasty", Some(Duration::from_secs(5)))).await {
+            // It finished in time: done with it, and another to race for.
+            q.ack(&r.unwrap().expect("a task is there"), None).await.unwrap();
+            q.push(b"x", &PushOptions::default()).await.unwrap();
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = q.stats().await.unwrap();
+        if (s.running, s.waiting_workers, s.ready) == (0, 0, 1) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left held or in line: {s:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let t = q.take("calm", None).await.unwrap().expect("the task is free");
+    assert_eq!(t.attempt, 1, "a claim given back does not count as an attempt");
 }

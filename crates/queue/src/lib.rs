@@ -179,6 +179,9 @@ pub const REAP_EVERY: Duration = Duration::from_secs(1);
 /// connection.
 pub const MAX_PUSH_BYTES: usize = 1_000_000;
 
+/// The longest idempotency key (it becomes a node name, escaped).
+pub const MAX_KEY_BYTES: usize = 1024;
+
 impl Queue {
     /// Opens the queue `name` (under `/corral/queues`), creating its nodes if needed.
     pub async fn open(zk: zk::Client, name: &str) -> Result<Queue> {
@@ -278,7 +281,12 @@ impl Queue {
                 }
                 Err(e) => return Err(e.into()),
             }
-            self.create_if_absent(&layout::bucket_in(list, 1), b"").await?;
+            // The list may be swept away again before its first bucket is made (a promoter
+            // whose clock is ahead): then look again.
+            match self.zk.create(&layout::bucket_in(list, 1), b"", &persistent()).await {
+                Ok(_) | Err(zk::Error::NodeExists) | Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
     }
 
@@ -340,6 +348,9 @@ impl Queue {
             if o.max_attempts == 0 {
                 return Err(Error::Invalid("max attempts must be at least 1".into()));
             }
+            if o.key.as_ref().is_some_and(|k| k.len() > MAX_KEY_BYTES) {
+                return Err(Error::Invalid(format!("an idempotency key is at most {MAX_KEY_BYTES} bytes")));
+            }
         }
         let ids: Vec<String> = tasks.iter().map(|_| new_id()).collect();
         let mut attempts = 0;
@@ -392,7 +403,8 @@ impl Queue {
                     fired_ms: schedule.map(|(_, at)| at),
                 };
                 let record = record::encode(&meta, payload);
-                bytes += record.len();
+                // The whole request: the records, and per operation its path and framing.
+                bytes += record.len() + 3 * (self.l.root.len() + 64) + o.key.as_ref().map_or(0, |k| 3 * k.len() + id.len());
                 w.add_create(&self.l.task(id), &record, &persistent())?;
                 n += 1;
                 let bucket = current[list];
@@ -484,4 +496,4 @@ pub mod schedule;
 mod take;
 mod wait;
 pub use delay::PROMOTE_BATCH;
-pub use take::Listed;
+pub use take::{Listed, MAX_ERROR_BYTES, MAX_RESULT_BYTES};

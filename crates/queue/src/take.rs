@@ -10,6 +10,15 @@ use crate::{
 /// How far ahead of a contended entry a take jumps (at random) for its next try.
 const CONTENDED_SPREAD: usize = 32;
 
+/// The longest result an ack stores (ZooKeeper's default frame limit is 1 MiB).
+pub const MAX_RESULT_BYTES: usize = 1_000_000;
+
+/// The longest error a nack keeps in the task (it is stored with the payload).
+pub const MAX_ERROR_BYTES: usize = 4096;
+
+/// Tries of an ack, nack or their reads whose outcome stayed unknown before giving up.
+const MAX_UNKNOWN: u32 = 10;
+
 /// A task as `list` and `peek` show it.
 #[derive(Debug, Clone)]
 pub struct Listed {
@@ -157,18 +166,17 @@ impl Queue {
             // If the claim is there and ours (our session's ephemeral), we hold the task;
             // otherwise forgetting it would leave it claimed for as long as we live.
             Err(zk::MultiWriteError::RequestFailed { source }) if outcome_unknown(&source) => {
+                // The claim node holds our nonce: the multi was applied, and the task is as
+                // it wrote it (only the holder of the claim changes it).
                 match self.get_definitely(&self.l.claim(id)).await? {
-                    Some((data, _)) if data == claim_data.as_bytes() => {
-                        let Some((meta, payload, version)) = self.read_task(id).await? else { return Ok(None) };
-                        Ok(Some(Claim {
-                            id: id.to_string(),
-                            payload,
-                            attempt: meta.attempt,
-                            fencing_token: meta.token,
-                            version,
-                            meta,
-                        }))
-                    }
+                    Some((data, _)) if data == claim_data.as_bytes() => Ok(Some(Claim {
+                        id: id.to_string(),
+                        payload,
+                        attempt: meta.attempt,
+                        fencing_token: meta.token,
+                        version: version + 1,
+                        meta,
+                    })),
                     _ => Ok(None),
                 }
             }
@@ -183,7 +191,13 @@ impl Queue {
     pub(crate) async fn get_definitely(&self, path: &str) -> Result<Option<(Vec<u8>, zk::Stat)>> {
         let mut pause = std::time::Duration::from_millis(50);
         loop {
-            match self.zk.get_data(path).await {
+            // On an ensemble the member we reconnected to may not have applied the write
+            // whose fate we ask about yet: catch up with the leader first.
+            let read = match self.zk.sync(path).await {
+                Ok(()) | Err(zk::Error::NoNode) => self.zk.get_data(path).await,
+                Err(e) => Err(e),
+            };
+            match read {
                 Ok(found) => return Ok(Some(found)),
                 Err(zk::Error::NoNode) => return Ok(None),
                 Err(e) if outcome_unknown(&e) => {
@@ -227,6 +241,10 @@ impl Queue {
     /// the ack in flight, it is settled before this returns: asked about until the answer
     /// is definite, and sent again if it was not applied (so is a nack).
     pub async fn ack(&self, c: &Claim, result: Option<&[u8]>) -> Result<()> {
+        if let Some(r) = result.filter(|r| r.len() > MAX_RESULT_BYTES) {
+            return Err(Error::Invalid(format!("a result of {} bytes; at most {MAX_RESULT_BYTES} are kept", r.len())));
+        }
+        let mut unknown = 0;
         loop {
             let mut w = self.zk.new_multi_writer();
             self.end_claim(&mut w, c)?;
@@ -242,7 +260,10 @@ impl Queue {
                 Err(zk::MultiWriteError::RequestFailed { source }) if outcome_unknown(&source) => {
                     match self.get_definitely(&self.l.task(&c.id)).await? {
                         None => return Ok(()),
-                        Some((_, stat)) if stat.version == c.version => continue,
+                        Some((_, stat)) if stat.version == c.version => {
+                            unknown = self.again_after_unknown(unknown, &source).await?;
+                            continue;
+                        }
                         Some(_) => return Err(Error::Stale(c.id.clone())),
                     }
                 }
@@ -255,7 +276,16 @@ impl Queue {
     /// dead letters with `error`. Only while the claim is still this one.
     pub async fn nack(&self, c: &Claim, error: &str) -> Result<Nacked> {
         let mut meta = c.meta.clone();
-        meta.last_error = Some(error.to_string());
+        // Kept short: the error goes into the task node, with its payload.
+        let mut error = error.to_string();
+        if error.len() > MAX_ERROR_BYTES {
+            let mut end = MAX_ERROR_BYTES;
+            while !error.is_char_boundary(end) {
+                end -= 1;
+            }
+            error.truncate(end);
+        }
+        meta.last_error = Some(error);
         meta.worker = None;
         let dead = meta.attempt >= meta.max_attempts;
         let not_before_ms = now_ms() + backoff(meta.attempt).as_millis() as u64;
@@ -267,18 +297,35 @@ impl Queue {
             meta.not_before_ms = not_before_ms;
         }
         let record = record::encode(&meta, &c.payload);
+        let mut unknown = 0;
         loop {
+            // Where the delayed entry goes; a broken connection here is retried (the claim
+            // must not be left held for want of an answer).
+            let slot = if dead {
+                None
+            } else {
+                match self.delayed_slot(not_before_ms, meta.priority, &c.id).await {
+                    Ok(slot) => Some(slot),
+                    Err(Error::Zk(e)) if outcome_unknown(&e) => {
+                        unknown = self.again_after_unknown(unknown, &e).await?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            };
             let mut w = self.zk.new_multi_writer();
             self.end_claim(&mut w, c)?;
             w.add_set_data(&self.l.task(&c.id), &record, Some(c.version))?;
-            let slot = if dead {
-                w.add_create(&self.l.dead(&c.id), b"", &persistent())?;
-                None
-            } else {
-                let (list, bucket, prefix) = self.delayed_slot(not_before_ms, meta.priority, &c.id).await?;
-                w.add_create(&prefix, b"", &sequential())?;
-                w.add_set_data(&self.l.signal(), b"", None)?;
-                Some((list, bucket))
+            let slot = match slot {
+                None => {
+                    w.add_create(&self.l.dead(&c.id), b"", &persistent())?;
+                    None
+                }
+                Some((list, bucket, prefix)) => {
+                    w.add_create(&prefix, b"", &sequential())?;
+                    w.add_set_data(&self.l.signal(), b"", None)?;
+                    Some((list, bucket))
+                }
             };
             match w.commit().await {
                 Ok(r) => {
@@ -286,21 +333,38 @@ impl Queue {
                         self.due_by(not_before_ms);
                         if let Some(zk::MultiWriteResult::Create { path, .. }) = r.get(4) {
                             if let Some(seq) = path.rsplit_once('_').and_then(|(_, s)| s.parse().ok()) {
-                                self.maybe_advance(&list, bucket, seq).await?;
+                                // The nack is done: a failure to move producers on is only
+                                // logged (the next entry tries again).
+                                if let Err(e) = self.maybe_advance(&list, bucket, seq).await {
+                                    tracing::warn!(queue = %self.name, error = %e, "moving to the next bucket failed");
+                                }
                             }
                         }
                     }
                     return Ok(outcome);
                 }
                 Err(e) if matches!(failed_op(&e), Some((0..=2, _))) => return Err(Error::Stale(c.id.clone())),
-                // The delayed bucket was swept away meanwhile: place the entry again.
-                Err(e) if !dead && matches!(failed_op(&e), Some((4, zk::Error::NoNode))) => continue,
+                // The delayed bucket is missing (swept away meanwhile, or a second whose
+                // making was cut short): make it if it is still the current one, and place
+                // the entry again.
+                Err(e) if !dead && matches!(failed_op(&e), Some((4, zk::Error::NoNode))) => {
+                    if let Some((list, bucket)) = slot {
+                        if self.fill_bucket(&list).await? == bucket {
+                            self.create_if_absent(&layout::bucket_in(&list, bucket), b"").await?;
+                        }
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                    continue;
+                }
                 // The reply was lost: the task unchanged means the nack is to send again;
                 // rewritten by this nack (the next version, this claim's token, no longer
                 // running) means it was done.
                 Err(zk::MultiWriteError::RequestFailed { source }) if outcome_unknown(&source) => {
                     match self.get_definitely(&self.l.task(&c.id)).await? {
-                        Some((_, stat)) if stat.version == c.version => continue,
+                        Some((_, stat)) if stat.version == c.version => {
+                            unknown = self.again_after_unknown(unknown, &source).await?;
+                            continue;
+                        }
                         Some((data, stat)) if stat.version == c.version + 1 => match record::decode(&data) {
                             Ok((m, _)) if m.token == c.fencing_token && m.state == meta.state => return Ok(outcome),
                             _ => return Err(Error::Stale(c.id.clone())),
@@ -311,6 +375,53 @@ impl Queue {
                 Err(e) => return Err(e.into()),
             }
         }
+    }
+
+    /// Puts a claimed task back at the front of its priority, as if never claimed (the
+    /// attempt is not counted; the fencing token keeps growing): for a take whose caller
+    /// gave it up after it claimed. If that fails, the claim goes with the session.
+    pub(crate) async fn give_back(&self, c: &Claim) {
+        let mut meta = c.meta.clone();
+        meta.attempt = meta.attempt.saturating_sub(1);
+        meta.state = State::Ready;
+        meta.worker = None;
+        let record = record::encode(&meta, &c.payload);
+        for _ in 0..10 {
+            let made = async {
+                self.current_bucket(meta.priority).await?;
+                self.create_if_absent(&self.l.bucket(meta.priority, 0), b"").await
+            };
+            if made.await.is_err() {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                continue;
+            }
+            let mut w = self.zk.new_multi_writer();
+            if self.end_claim(&mut w, c).is_err()
+                || w.add_set_data(&self.l.task(&c.id), &record, Some(c.version)).is_err()
+                || w.add_create(&self.l.entry_prefix(meta.priority, 0, &c.id), b"", &sequential()).is_err()
+                || w.add_set_data(&self.l.signal(), b"", None).is_err()
+            {
+                break;
+            }
+            match w.commit().await {
+                Ok(_) => return,
+                // No longer ours (or given back already).
+                Err(e) if matches!(failed_op(&e), Some((0..=3, _))) => return,
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+            }
+        }
+        tracing::warn!(queue = %self.name, task = %c.id, "could not put back a task whose take was given up; it goes back when the session ends");
+    }
+
+    /// After an outcome left unknown and found not applied: pauses, then says to try
+    /// again, up to [`MAX_UNKNOWN`] times; then gives up with the error (a request the
+    /// server drops every time, say, must not be sent forever).
+    async fn again_after_unknown(&self, tries: u32, e: &zk::Error) -> Result<u32> {
+        if tries + 1 >= MAX_UNKNOWN {
+            return Err(Error::Zk(e.clone()));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50u64 << tries.min(5))).await;
+        Ok(tries + 1)
     }
 
     /// Puts back the tasks of workers that died: running, but with no claim (its

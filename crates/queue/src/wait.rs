@@ -17,7 +17,24 @@ impl Queue {
     /// Claims the highest-priority, oldest ready task for `worker`. With `wait`, waits up
     /// to that long for one (in line with the other waiting workers); without, answers at
     /// once.
+    ///
+    /// A take may be given up (its future dropped, by a timeout say): it goes on in a task
+    /// of its own until it is safe to stop, leaves the line of waiters, and puts back a
+    /// task it claimed meanwhile, so that nothing is left held or in line for nobody.
     pub async fn take(&self, worker: &str, wait: Option<Duration>) -> Result<Option<Claim>> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (q, worker) = (self.clone(), worker.to_string());
+        tokio::spawn(async move {
+            let mut tx = tx;
+            let r = q.take_inner(&worker, wait, &mut tx).await;
+            if let Err(Ok(Some(claim))) = tx.send(r) {
+                q.give_back(&claim).await;
+            }
+        });
+        rx.await.unwrap_or_else(|_| Err(crate::Error::Invalid("the take's task ended without an answer".into())))
+    }
+
+    async fn take_inner(&self, worker: &str, wait: Option<Duration>, cancel: &mut Answer) -> Result<Option<Claim>> {
         // While every worker is busy nobody waits in line to notice a dead worker: busy
         // ones look too, now and then.
         let now = now_ms();
@@ -31,8 +48,11 @@ impl Queue {
         }
         let Some(wait) = wait else { return Ok(None) };
         let deadline = Instant::now() + wait;
+        if cancel.is_closed() {
+            return Ok(None);
+        }
         let place = self.join_line(worker).await?;
-        let result = self.wait_in_line(worker, &place.name, deadline).await;
+        let result = self.wait_in_line(worker, &place.name, deadline, cancel).await;
         match place.leave().await {
             Ok(()) => result,
             // A claim is never dropped for this: the node goes with the session at worst.
@@ -54,7 +74,7 @@ impl Queue {
                 for name in self.children(&dir).await? {
                     let path = format!("{dir}/{name}");
                     if matches!(self.get_definitely(&path).await?, Some((d, _)) if d == data.as_bytes()) {
-                        let _ = self.zk.delete(&path, None).await;
+                        delete_definitely(&self.zk, &path).await?;
                     }
                 }
                 Err(e.into())
@@ -63,12 +83,12 @@ impl Queue {
         }
     }
 
-    async fn wait_in_line(&self, worker: &str, me: &str, deadline: Instant) -> Result<Option<Claim>> {
+    async fn wait_in_line(&self, worker: &str, me: &str, deadline: Instant, cancel: &mut Answer) -> Result<Option<Claim>> {
         let waiters_dir = self.l.dir("waiters");
         // The claims held when this waiter last looked, while first in line.
         let mut seen: Option<Vec<String>> = None;
         loop {
-            if Instant::now() >= deadline {
+            if Instant::now() >= deadline || cancel.is_closed() {
                 return Ok(None);
             }
             let line = self.children(&waiters_dir).await?;
@@ -79,8 +99,12 @@ impl Queue {
             if pos > 0 {
                 let ahead = format!("{waiters_dir}/{}", line[pos - 1]);
                 let (stat, watcher) = self.zk.check_and_watch_stat(&ahead).await?;
-                if stat.is_some() && tokio::time::timeout_at(deadline, watcher.changed()).await.is_err() {
-                    return Ok(None);
+                if stat.is_some() {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(deadline) => return Ok(None),
+                        _ = cancel.closed() => return Ok(None),
+                        _ = watcher.changed() => {}
+                    }
                 }
                 continue;
             }
@@ -101,6 +125,12 @@ impl Queue {
                             self.requeue_orphan(id).await?;
                         }
                     }
+                    // A claim made and gone between two looks was never seen: more running
+                    // markers than claims means some task lost its worker that way.
+                    let running = self.zk.check_stat(&self.l.dir("running")).await?.map_or(0, |s| s.num_children as usize);
+                    if running > held.len() {
+                        self.reap_orphans().await?;
+                    }
                 }
             }
             seen = Some(held);
@@ -116,6 +146,7 @@ impl Queue {
                 _ = signal.changed() => {}
                 _ = claims.changed() => {}
                 _ = tokio::time::sleep_until(until) => {}
+                _ = cancel.closed() => return Ok(None),
             }
         }
     }
@@ -161,3 +192,6 @@ async fn delete_definitely(zk: &zk::Client, path: &str) -> Result<()> {
         }
     }
 }
+
+/// Where a take's answer goes; closed once the caller gave the take up.
+type Answer = tokio::sync::oneshot::Sender<Result<Option<Claim>>>;
