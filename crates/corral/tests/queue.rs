@@ -396,3 +396,23 @@ async fn takes_given_up_at_any_moment_leave_nothing_held() {
     let t = q.take("calm", None).await.unwrap().expect("the task is free");
     assert_eq!(t.attempt, 1, "a claim given back does not count as an attempt");
 }
+
+/// A worker that lived through a purge still finds the tasks pushed after it (its hint
+/// about the oldest bucket is from before).
+#[tokio::test]
+async fn a_purge_does_not_blind_a_long_lived_worker() {
+    let server = Server::start();
+    let q = queue(&server, "purged").await;
+    let n = layout::BUCKET as usize + 10;
+    for chunk in (0..n).collect::<Vec<_>>().chunks(500) {
+        let tasks: Vec<(Vec<u8>, PushOptions)> = chunk.iter().map(|i| (i.to_string().into_bytes(), PushOptions::default())).collect();
+        q.push_batch(&tasks).await.unwrap();
+    }
+    for _ in 0..n {
+        let t = q.take("w", None).await.unwrap().unwrap();
+        q.ack(&t, None).await.unwrap();
+    }
+    q.purge().await.unwrap();
+    let id = q.push(b"after the purge", &PushOptions::default()).await.unwrap();
+    assert_eq!(q.take("w", None).await.unwrap().expect("found after the purge").id, id);
+}

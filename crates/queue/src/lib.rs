@@ -212,6 +212,11 @@ impl Queue {
         self.head.lock().expect("head hints").get(&priority).copied()
     }
 
+    /// Sets the hint to what a look at the buckets found.
+    pub(crate) fn reset_head_hint(&self, priority: u16, bucket: u64) {
+        self.head.lock().expect("head hints").insert(priority, bucket);
+    }
+
     /// Moves the hint forward (never back).
     pub(crate) fn set_head_hint(&self, priority: u16, bucket: u64) {
         let mut h = self.head.lock().expect("head hints");

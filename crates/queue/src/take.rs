@@ -50,8 +50,10 @@ impl Queue {
             // Bucket 0 (put-backs) first, then from the oldest bucket this handle knows
             // to hold entries up to the current one: no list of buckets on the way.
             let first = match self.head_hint(priority) {
-                Some(h) => h,
-                None => {
+                // A hint past the current bucket is from before a purge (which starts the
+                // priority again at bucket 1): look again.
+                Some(h) if h <= current => h,
+                _ => {
                     // A new handle: one look at the buckets to find the oldest.
                     let oldest = self
                         .children(&self.l.priority(priority))
@@ -61,7 +63,7 @@ impl Queue {
                         .filter(|&b| b > 0)
                         .min()
                         .unwrap_or(current);
-                    self.set_head_hint(priority, oldest);
+                    self.reset_head_hint(priority, oldest);
                     oldest
                 }
             };
