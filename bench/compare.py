@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ensemble import Member, mode, wait_all_serving  # noqa: E402
-from restart_memory import free_port, log  # noqa: E402
+from restart_memory import free_port, log, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -219,11 +219,7 @@ def main() -> int:
     if args.json:
         doc = {"date_utc": started.isoformat(timespec="seconds"), "host": platform.node(), "nproc": os.cpu_count(),
                "fsync_floor_ms": floor, "args": {k: str(v) for k, v in vars(args).items()}, "results": results}
-        text = json.dumps(doc, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
+        write_json(args.json, doc)
     return 0
 
 

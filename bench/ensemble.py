@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import platform
 import shutil
@@ -46,7 +45,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from restart_memory import (  # noqa: E402  (shared raw client and helpers)
-    DEBIAN_ZOO_CFG, Session, ZkError, _die_with_parent, free_port, log, populate, zk_classpath,
+    DEBIAN_ZOO_CFG, Session, ZkError, _die_with_parent, free_port, log, populate, write_json, zk_classpath,
 )
 
 REPO = Path(__file__).resolve().parents[1]
@@ -246,11 +245,7 @@ def main() -> int:
     if args.json:
         doc = {"date_utc": started.isoformat(timespec="seconds"), "host": platform.node(),
                "nproc": os.cpu_count(), "args": {k: str(v) for k, v in vars(args).items()}, "results": results}
-        text = json.dumps(doc, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
+        write_json(args.json, doc)
     return 0
 
 

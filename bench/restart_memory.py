@@ -74,6 +74,15 @@ OPEN_ACL = struct.pack(">ii", 1, 31) + struct.pack(">i", 5) + b"world" + struct.
 DEBIAN_ZOO_CFG = {"tickTime": "2000", "initLimit": "10", "syncLimit": "5"}
 
 
+def write_json(dest: str, doc: dict) -> None:
+    """Writes `doc` as indented JSON to the file `dest`, or to stdout for '-'."""
+    text = json.dumps(doc, indent=2)
+    if dest == "-":
+        print(text)
+    else:
+        Path(dest).write_text(text + "\n")
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
@@ -602,11 +611,7 @@ def main() -> int:
                "nproc": os.cpu_count(), "nodes": args.nodes, "data_len": DATA_LEN, "parents": PARENTS,
                "zk_heap": args.zk_heap, "connections": args.connections, "window": args.window,
                "results": results}
-        text = json.dumps(doc, indent=2)
-        if args.json == "-":
-            print(text)
-        else:
-            Path(args.json).write_text(text + "\n")
+        write_json(args.json, doc)
     return 0
 
 

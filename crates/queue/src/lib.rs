@@ -148,6 +148,27 @@ pub(crate) fn outcome_unknown(e: &zk::Error) -> bool {
     matches!(e, zk::Error::ConnectionLoss | zk::Error::Timeout | zk::Error::UnexpectedError(_) | zk::Error::Custom(_))
 }
 
+/// Runs `op` until its answer is definite: again, with growing pauses (50 ms up to 2 s),
+/// while it fails with an unknown outcome (the connection is down). The session's end is
+/// definite too: it fails with [`zk::Error::SessionExpired`].
+pub(crate) async fn until_definite<T, F, Fut>(mut op: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = std::result::Result<T, zk::Error>>,
+{
+    let mut pause = Duration::from_millis(50);
+    loop {
+        match op().await {
+            Ok(v) => return Ok(v),
+            Err(e) if outcome_unknown(&e) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// A task id: the push time in ms (hex, so ids sort by age), then randomness.
 fn new_id() -> String {
     format!("t{:012x}{:08x}", now_ms(), rand::random::<u32>())

@@ -3,8 +3,8 @@
 use crate::layout;
 use crate::record::{self, Meta, State};
 use crate::{
-    backoff, ephemeral, failed_op, now_ms, outcome_unknown, persistent, sequential, zk, Claim, Error, Nacked, Queue, Result,
-    Stats,
+    backoff, ephemeral, failed_op, now_ms, outcome_unknown, persistent, sequential, until_definite, zk, Claim, Error,
+    Nacked, Queue, Result, Stats,
 };
 
 /// How far ahead of a contended entry a take jumps (at random) for its next try.
@@ -151,39 +151,29 @@ impl Queue {
         let claim_data = format!("{worker}\n{}\n{:016x}", meta.token, rand::random::<u64>());
         w.add_create(&self.l.claim(id), claim_data.as_bytes(), &ephemeral())?;
         w.add_create(&self.l.running(id), b"", &persistent())?;
-        match w.commit().await {
-            Ok(_) => Ok(Some(Claim {
-                id: id.to_string(),
-                payload,
-                attempt: meta.attempt,
-                fencing_token: meta.token,
-                version: version + 1,
-                meta,
-            })),
+        let ours = match w.commit().await {
+            Ok(_) => true,
             // Taken (entry gone, task changed, claim or running marker present): not ours.
             Err(e) if matches!(failed_op(&e), Some((_, zk::Error::NoNode | zk::Error::BadVersion | zk::Error::NodeExists))) => {
-                Ok(None)
+                false
             }
             // The connection broke with the multi in flight: it may have been applied.
-            // If the claim is there and ours (our session's ephemeral), we hold the task;
-            // otherwise forgetting it would leave it claimed for as long as we live.
+            // If the claim is there and holds our nonce, the multi was applied and the
+            // task is as it wrote it (only the holder of the claim changes it); forgetting
+            // it would leave it claimed for as long as we live.
             Err(zk::MultiWriteError::RequestFailed { source }) if outcome_unknown(&source) => {
-                // The claim node holds our nonce: the multi was applied, and the task is as
-                // it wrote it (only the holder of the claim changes it).
-                match self.get_definitely(&self.l.claim(id)).await? {
-                    Some((data, _)) if data == claim_data.as_bytes() => Ok(Some(Claim {
-                        id: id.to_string(),
-                        payload,
-                        attempt: meta.attempt,
-                        fencing_token: meta.token,
-                        version: version + 1,
-                        meta,
-                    })),
-                    _ => Ok(None),
-                }
+                matches!(self.get_definitely(&self.l.claim(id)).await?, Some((data, _)) if data == claim_data.as_bytes())
             }
-            Err(e) => Err(e.into()),
-        }
+            Err(e) => return Err(e.into()),
+        };
+        Ok(ours.then(|| Claim {
+            id: id.to_string(),
+            payload,
+            attempt: meta.attempt,
+            fencing_token: meta.token,
+            version: version + 1,
+            meta,
+        }))
     }
 
     /// A node's data and stat, `None` if it does not exist. Asks again, with growing
@@ -191,24 +181,20 @@ impl Queue {
     /// whose reply was lost took effect, so only a definite one will do (the session's
     /// end is definite too: it fails with [`zk::Error::SessionExpired`]).
     pub(crate) async fn get_definitely(&self, path: &str) -> Result<Option<(Vec<u8>, zk::Stat)>> {
-        let mut pause = std::time::Duration::from_millis(50);
-        loop {
+        until_definite(|| async {
             // On an ensemble the member we reconnected to may not have applied the write
             // whose fate we ask about yet: catch up with the leader first.
-            let read = match self.zk.sync(path).await {
-                Ok(()) | Err(zk::Error::NoNode) => self.zk.get_data(path).await,
-                Err(e) => Err(e),
-            };
-            match read {
-                Ok(found) => return Ok(Some(found)),
-                Err(zk::Error::NoNode) => return Ok(None),
-                Err(e) if outcome_unknown(&e) => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
-                }
-                Err(e) => return Err(e.into()),
+            match self.zk.sync(path).await {
+                Ok(()) | Err(zk::Error::NoNode) => {}
+                Err(e) => return Err(e),
             }
-        }
+            match self.zk.get_data(path).await {
+                Ok(found) => Ok(Some(found)),
+                Err(zk::Error::NoNode) => Ok(None),
+                Err(e) => Err(e),
+            }
+        })
+        .await
     }
 
     /// Task `id` holds something that is not a task: it goes from `entry` (its index

@@ -9,7 +9,7 @@
 //! another, as long as there is work, and a single task wakes one worker. A waiter whose
 //! session ends leaves the line the same way.
 
-use crate::{now_ms, outcome_unknown, zk, Claim, Queue, Result};
+use crate::{now_ms, outcome_unknown, until_definite, zk, Claim, Queue, Result};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -180,17 +180,13 @@ impl Drop for Place {
 /// Deletes `path`, asking again while the connection is down (a stale waiter must not
 /// be left behind because one reply was lost).
 async fn delete_definitely(zk: &zk::Client, path: &str) -> Result<()> {
-    let mut pause = Duration::from_millis(50);
-    loop {
+    until_definite(|| async {
         match zk.delete(path, None).await {
-            Ok(()) | Err(zk::Error::NoNode) => return Ok(()),
-            Err(e) if outcome_unknown(&e) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => return Err(e.into()),
+            Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+            Err(e) => Err(e),
         }
-    }
+    })
+    .await
 }
 
 /// Where a take's answer goes; closed once the caller gave the take up.
