@@ -56,7 +56,11 @@ fn settings(cfg: &Config, ens: &Ensemble) -> Settings {
         tick_ms: cfg.tick_time_ms as u64,
         init_limit: ens.init_limit,
         sync_limit: ens.sync_limit,
-        election: Timing::default(),
+        // ZooKeeper's timing, but a LOOKING member resends its vote at least every 2 s
+        // rather than backing off to 60 s: one whose first notifications went out before
+        // its election links were up was seen to stay LOOKING for over 30 s while the
+        // others had formed a quorum (test ensembles starting on a loaded machine).
+        election: Timing { resend_max_ms: 2_000, ..Timing::default() },
         history_window: HISTORY_WINDOW,
     }
 }
