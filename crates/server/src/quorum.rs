@@ -5,7 +5,8 @@
 //! - **Election links** (each member's election port) carry leader-election notifications
 //!   between every pair of members. To keep one connection per pair, only the member with
 //!   the larger id dials, and it redials with back-off while the link is down. A
-//!   notification for a member with no link up is dropped: election resends.
+//!   notification for a member with no link up is dropped; when a link comes up, both
+//!   ends hear [`Inbound::ElectionUp`] and a LOOKING member sends its vote over it.
 //! - **Quorum links** (the quorum port) carry everything else, one link per learner
 //!   session. Only a learner dials, and only to send `LearnerInfo`, the first message of a
 //!   session (dropping any older link to that leader); the leader answers on the
@@ -56,6 +57,8 @@ pub enum Inbound {
     Message { from: ServerId, msg: Message },
     /// The quorum link to `peer` broke.
     Disconnected { peer: ServerId },
+    /// An election link to `peer` came up (anything sent to `peer` before was dropped).
+    ElectionUp { peer: ServerId },
 }
 
 #[derive(Debug)]
@@ -186,6 +189,9 @@ impl Transport {
                     drop(old);
                     let _ = t.inner.inbox.send(Inbound::Disconnected { peer });
                 }
+                if kind == KIND_ELECTION {
+                    let _ = t.inner.inbox.send(Inbound::ElectionUp { peer });
+                }
                 t.run_link(peer, kind, serial, rd, wr, rx).await;
             });
         }
@@ -223,6 +229,7 @@ impl Transport {
                     let (tx, rx) = mpsc::channel(ELECTION_QUEUE);
                     let serial = self.serial();
                     self.inner.election.lock().unwrap().insert(peer, Link { tx, serial });
+                    let _ = self.inner.inbox.send(Inbound::ElectionUp { peer });
                     let (rd, wr) = stream.into_split();
                     self.run_link(peer, KIND_ELECTION, serial, rd, wr, rx).await;
                 }
@@ -377,8 +384,29 @@ mod tests {
         Message::LearnerInfo { accepted_epoch: 1, last_zxid: 5, snapshot_zxid: 0, observer: false }
     }
 
+    /// The next message or disconnection (election links coming up are skipped).
     async fn next(rx: &mut mpsc::UnboundedReceiver<Inbound>) -> Inbound {
-        tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a message in time").unwrap()
+        loop {
+            match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("a message in time").unwrap() {
+                Inbound::ElectionUp { .. } => continue,
+                m => return m,
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn both_ends_hear_an_election_link_come_up() {
+        let mut e = ensemble(3).await;
+        for (i, (_, rx)) in e.iter_mut().enumerate() {
+            let me = i as u64 + 1;
+            let mut up = std::collections::BTreeSet::new();
+            while up.len() < 2 {
+                match tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.expect("in time").unwrap() {
+                    Inbound::ElectionUp { peer } => assert!(peer != me && up.insert(peer), "{peer} twice"),
+                    m => panic!("unexpected {m:?}"),
+                }
+            }
+        }
     }
 
     #[tokio::test]
@@ -389,7 +417,7 @@ mod tests {
             let to = b as u64 + 1;
             let got = loop {
                 e[a].0.send(to, vote(a as u64 + 1));
-                if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(50), e[b].1.recv()).await {
+                if let Ok(m) = tokio::time::timeout(Duration::from_millis(50), next(&mut e[b].1)).await {
                     break m;
                 }
             };
@@ -403,7 +431,7 @@ mod tests {
         // Without a session nothing is dialed: the message is dropped.
         e[1].0.send(1, Message::Ack { zxid: 99 });
         e[0].0.send(2, Message::Commit { zxid: 99 });
-        assert!(tokio::time::timeout(Duration::from_millis(200), e[0].1.recv()).await.is_err());
+        assert!(tokio::time::timeout(Duration::from_millis(200), next(&mut e[0].1)).await.is_err());
         // The learner (2) starts a session with the leader (1): a quorum link is dialed,
         // and what follows goes on it in order.
         e[1].0.send(1, info());

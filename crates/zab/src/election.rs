@@ -271,6 +271,16 @@ impl Election {
         out.push(Output::Decided { state, vote });
     }
 
+    /// The link to `peer` has just come up: it heard nothing we sent before (a notification
+    /// to a peer with no link is dropped), so it gets our current vote now rather than at
+    /// the next resend, as ZooKeeper resends a queue's last message on a new connection.
+    pub fn link_up(&self, peer: ServerId) -> Vec<Output> {
+        if self.decided || peer == self.me || !self.voters.contains(peer) || !self.peers.contains(&peer) {
+            return Vec::new();
+        }
+        vec![Output::Send { to: peer, notification: self.notification() }]
+    }
+
     /// A notification arrived.
     pub fn on_notification(&mut self, n: Notification, now_ms: u64) -> Vec<Output> {
         let mut out = Vec::new();

@@ -491,6 +491,16 @@ impl Peer {
         out
     }
 
+    /// The election link to `peer` came up: a LOOKING member sends it its vote.
+    pub fn election_link_up(&mut self, peer: ServerId, now_ms: u64) -> Vec<Action> {
+        let mut out = Vec::new();
+        if let State::Looking(e) = &self.state {
+            let o = e.link_up(peer);
+            self.election_outputs(o, now_ms, &mut out);
+        }
+        out
+    }
+
     /// A connection to `peer` was lost.
     pub fn disconnected(&mut self, peer: ServerId) -> Vec<Action> {
         let mut out = Vec::new();

@@ -280,6 +280,30 @@ fn a_straggler_from_an_old_round_is_brought_into_the_current_one() {
     assert_eq!(out.len(), 2, "our new vote goes to both other voters: {out:?}");
 }
 
+#[test]
+fn a_link_coming_up_gets_the_current_vote_until_decided() {
+    let me = Candidate { id: 1, last_zxid: 0, current_epoch: 0, trusted: true };
+    // Server 4 is an observer: it is not sent votes.
+    let mut e = Election::start(me, Voters::new([1, 2, 3]), [2, 3, 4], Timing::default(), 0, 0).0;
+    let mine = Notification { from: 1, state: PeerState::Looking, vote: e.proposal() };
+    assert_eq!(e.link_up(2), vec![Output::Send { to: 2, notification: mine }]);
+    assert_eq!(e.link_up(4), vec![], "observers hear votes only as answers");
+    assert_eq!(e.link_up(9), vec![], "not a member");
+    // Two others settled on 3: once we decide, a new link gets nothing from the election.
+    let mut out = Vec::new();
+    for from in [2, 3] {
+        let settled = Notification {
+            from,
+            state: if from == 3 { PeerState::Leading } else { PeerState::Following },
+            vote: Vote { leader: 3, zxid: 0, round: 1, peer_epoch: 0 },
+        };
+        out.extend(e.on_notification(settled, 10));
+    }
+    out.extend(e.tick(10_000));
+    assert!(out.iter().any(|o| matches!(o, Output::Decided { .. })), "decided: {out:?}");
+    assert_eq!(e.link_up(2), vec![]);
+}
+
 /// Many seeds of a faulty network. Election alone promises little when messages are
 /// lost or slower than the finalize wait: servers may decide for different leaders, and
 /// discovery (which fails without a quorum, sending everyone back to LOOKING) sorts that
