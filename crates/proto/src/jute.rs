@@ -77,6 +77,27 @@ impl<'a> Reader<'a> {
         Ok(Some(n as usize))
     }
 
+    /// `n` raw bytes.
+    pub fn read_raw(&mut self, n: usize) -> Result<&'a [u8], DecodeError> {
+        self.take(n)
+    }
+
+    /// An unsigned LEB128 varint (not jute; Corral's own formats use it).
+    pub fn read_varint(&mut self) -> Result<u64, DecodeError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.take(1)?[0];
+            v |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                if shift == 63 && b > 1 {
+                    break;
+                }
+                return Ok(v);
+            }
+        }
+        Err(DecodeError::Invalid("varint too long"))
+    }
+
     /// A buffer; null reads as `None`.
     pub fn read_opt_buffer(&mut self) -> Result<Option<&'a [u8]>, DecodeError> {
         match self.read_len()? {
@@ -209,6 +230,21 @@ impl Writer {
         })
     }
 
+    /// An unsigned LEB128 varint (see [`Reader::read_varint`]).
+    pub fn varint(&mut self, mut v: u64) -> &mut Self {
+        while v >= 0x80 {
+            self.buf.push(v as u8 | 0x80);
+            v >>= 7;
+        }
+        self.buf.push(v as u8);
+        self
+    }
+
+    pub fn raw(&mut self, v: &[u8]) -> &mut Self {
+        self.buf.extend_from_slice(v);
+        self
+    }
+
     pub fn into_inner(self) -> Vec<u8> {
         self.buf
     }
@@ -217,6 +253,27 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn varints_round_trip_and_overlong_ones_are_refused() {
+        let values = [0, 1, 127, 128, 300, u32::MAX as u64, 1 << 62, u64::MAX];
+        let mut w = Writer::new();
+        for v in values {
+            w.varint(v);
+        }
+        let buf = w.into_inner();
+        assert_eq!(buf[..4], [0, 1, 127, 0x80]);
+        let mut r = Reader::new(&buf);
+        for v in values {
+            assert_eq!(r.read_varint().unwrap(), v);
+        }
+        assert_eq!(r.remaining(), 0);
+        assert!(Reader::new(&[0x80, 0x80]).read_varint().is_err(), "truncated");
+        assert!(Reader::new(&[0xff; 10]).read_varint().is_err(), "more than 64 bits");
+        let mut eleven = vec![0x80; 10];
+        eleven.push(0);
+        assert!(Reader::new(&eleven).read_varint().is_err(), "longer than 10 bytes");
+    }
 
     #[test]
     fn primitives_round_trip() {

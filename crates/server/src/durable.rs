@@ -8,12 +8,15 @@
 //! are no longer acknowledged, reads go on.
 //!
 //! Snapshots are *consistent* and never stall the core: every so many transactions the
-//! core names a durable zxid Z, and the snapshot thread builds the tree as of Z on its own
-//! — the newest snapshot plus the log records after it, read from the segment files — and
-//! writes it. The price is a second tree in memory while a snapshot is being made, and the
-//! CPU to replay the records since the last one. (ZooKeeper instead serialises its live
-//! tree while it changes — a "fuzzy" snapshot — and relies on replaying transactions being
-//! idempotent, the source of several of its bugs; docs/design.md says more.)
+//! core begins a snapshot of its live tree (as of the last applied zxid Z) and, between
+//! turns of its loop, encodes it a slice of slots at a time while transactions go on
+//! being applied; a slot changed before its slice was written has its record as of Z
+//! saved on the change (copy on write, in `corral-tree`). The slices stream to the
+//! snapshot thread, which writes the file; once Z is durable in the log the core lets the
+//! thread finish it (fsync, rename). A snapshot costs what it writes plus the slots
+//! changed meanwhile, never a second tree. (ZooKeeper serialises its live tree while it
+//! changes — a "fuzzy" snapshot — and relies on replaying transactions being idempotent,
+//! the source of several of its bugs; docs/design.md says more.)
 
 use crate::core::TxnLog;
 use corral_storage::{snapshot, Log, Record, StorageError};
@@ -70,7 +73,17 @@ pub fn spawn_writer<L: Log + Send + 'static>(mut log: L, force_sync: bool) -> (L
                     next = if bytes < MAX_BATCH_BYTES { rx.try_recv().ok() } else { None };
                 }
                 if let Some(last) = batch.last().map(|r| r.zxid) {
-                    let written = log.append(&batch).and_then(|_| if force_sync { log.sync() } else { Ok(()) });
+                    let written = log.append(&batch).and_then(|_| {
+                        if !force_sync {
+                            return Ok(());
+                        }
+                        let started = std::time::Instant::now();
+                        log.sync()?;
+                        let m = crate::metrics::metrics();
+                        m.fsync_seconds.observe(started.elapsed().as_secs_f64());
+                        m.group_commit.observe(batch.len() as f64);
+                        Ok(())
+                    });
                     if let Err(e) = written {
                         tracing::error!(
                             error = %e,
@@ -117,63 +130,115 @@ impl LogWriter {
     }
 }
 
-/// Starts the snapshot thread; the core sends it durable zxids to snapshot. After a purge
-/// of old snapshots, `purge_log(z)` is asked to delete log segments holding only records
-/// up to `z` (by whoever owns the log).
-pub fn spawn_snapshotter(settings: SnapshotSettings, purge_log: impl Fn(i64) + Send + 'static) -> std_mpsc::Sender<i64> {
-    let (tx, rx) = std_mpsc::channel::<i64>();
+/// What the core sends the snapshot thread.
+#[derive(Debug)]
+pub enum SnapshotMsg {
+    /// A snapshot of `zxid` begins with these bytes of its body.
+    Begin { zxid: i64, header: Vec<u8> },
+    /// The next bytes of the body.
+    Chunk(Vec<u8>),
+    /// The body is complete and its zxid durable in the log: make the file final.
+    Finish,
+    /// Drop the snapshot being written (the core's tree was replaced).
+    Abandon,
+    /// Time to purge old snapshots (`autopurge.purgeInterval`).
+    Purge,
+}
+
+/// Slices of a snapshot that may wait for the snapshot thread; the core encodes no more
+/// while they do.
+pub const SNAPSHOT_QUEUE: usize = 16;
+
+/// Starts the snapshot thread, which writes the snapshots the core streams to it (see the
+/// module docs), after deleting unfinished snapshot files an earlier run left. After
+/// purging old snapshots (with `purgeInterval` set: after each new one, and every
+/// interval), `purge_log(z)` is asked to delete log segments holding only records up to
+/// `z` (by whoever owns the log).
+pub fn spawn_snapshotter(
+    settings: SnapshotSettings,
+    purge_log: impl Fn(i64) + Send + 'static,
+) -> mpsc::Sender<SnapshotMsg> {
+    snapshot::remove_leftovers(&settings.snap_dir);
+    let (tx, mut rx) = mpsc::channel::<SnapshotMsg>(SNAPSHOT_QUEUE);
+    let purge = {
+        let settings = settings.clone();
+        move || match snapshot::retain(&settings.snap_dir, settings.retain) {
+            Ok(Some(oldest)) => purge_log(oldest),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "purging old snapshots failed"),
+        }
+    };
+    if settings.purge_interval_hours > 0 {
+        // The timer only asks: purging runs on the snapshot thread, between snapshots.
+        let interval = Duration::from_secs(settings.purge_interval_hours as u64 * 3600);
+        let weak = tx.downgrade();
+        std::thread::Builder::new()
+            .name("corral-purge-timer".into())
+            .spawn(move || loop {
+                std::thread::sleep(interval);
+                match weak.upgrade() {
+                    Some(tx) if tx.blocking_send(SnapshotMsg::Purge).is_ok() => {}
+                    _ => return,
+                }
+            })
+            .expect("spawn the purge timer");
+    }
     std::thread::Builder::new()
         .name("corral-snapshot".into())
         .spawn(move || {
             lower_this_threads_priority();
-            let interval = Duration::from_secs(settings.purge_interval_hours as u64 * 3600);
-            loop {
-                let through = if settings.purge_interval_hours > 0 {
-                    match rx.recv_timeout(interval) {
-                        Ok(z) => Some(z),
-                        Err(std_mpsc::RecvTimeoutError::Timeout) => None,
-                        Err(std_mpsc::RecvTimeoutError::Disconnected) => return,
+            let mut next = rx.blocking_recv();
+            while let Some(msg) = next.take() {
+                let SnapshotMsg::Begin { zxid, header } = msg else {
+                    if matches!(msg, SnapshotMsg::Purge) {
+                        purge();
                     }
-                } else {
-                    match rx.recv() {
-                        Ok(z) => Some(z),
-                        Err(_) => return,
-                    }
+                    next = rx.blocking_recv();
+                    continue;
                 };
-                if let Some(mut z) = through {
-                    // Several requests may have queued while the last snapshot ran.
-                    while let Ok(later) = rx.try_recv() {
-                        z = later;
+                let mut purge_asked = false;
+                let started = std::time::Instant::now();
+                // A snapshot that begins before the last was finished replaces it.
+                let mut replaced_by = None;
+                let written = snapshot::write(&settings.snap_dir, zxid, |w| {
+                    w.write_all(&header)?;
+                    loop {
+                        match rx.blocking_recv() {
+                            Some(SnapshotMsg::Chunk(bytes)) => w.write_all(&bytes)?,
+                            Some(SnapshotMsg::Finish) => return Ok(()),
+                            Some(SnapshotMsg::Purge) => purge_asked = true,
+                            Some(begin @ SnapshotMsg::Begin { .. }) => {
+                                replaced_by = Some(begin);
+                                return Err(std::io::Error::other(ABANDONED));
+                            }
+                            Some(SnapshotMsg::Abandon) | None => return Err(std::io::Error::other(ABANDONED)),
+                        }
                     }
-                    let started = std::time::Instant::now();
-                    match take_snapshot(&settings, z) {
-                        Ok(path) => tracing::info!(
-                            file = %path.display(),
-                            ms = started.elapsed().as_millis() as u64,
-                            "snapshot written"
-                        ),
-                        Err(e) => tracing::error!(error = %e, "taking a snapshot failed; the log keeps everything"),
+                });
+                match written {
+                    Ok(path) => {
+                        tracing::info!(file = %path.display(), ms = started.elapsed().as_millis() as u64, "snapshot written");
+                        purge_asked |= settings.purge_interval_hours > 0;
                     }
-                    // The snapshot's tree is gone: hand its pages back to the system.
-                    release_free_memory();
+                    Err(e) if e.to_string().contains(ABANDONED) => {
+                        tracing::debug!(zxid = format_args!("{zxid:#x}"), "snapshot abandoned")
+                    }
+                    Err(e) => tracing::error!(error = %e, "taking a snapshot failed; the log keeps everything"),
                 }
-                if settings.purge_interval_hours > 0 {
-                    match snapshot::retain(&settings.snap_dir, settings.retain) {
-                        Ok(Some(oldest)) => purge_log(oldest),
-                        Ok(None) => {}
-                        Err(e) => tracing::warn!(error = %e, "purging old snapshots failed"),
-                    }
+                if purge_asked {
+                    purge();
                 }
+                next = replaced_by.or_else(|| rx.blocking_recv());
             }
         })
         .expect("spawn the snapshot thread");
     tx
 }
 
+const ABANDONED: &str = "the snapshot was abandoned";
+
 /// Gives the calling thread the lowest CPU priority (nice 19; on Linux a thread's nice
-/// value is its own). A snapshot rebuilds the whole tree; under a saturating write load
-/// on few cores it should take only the CPU the threads serving requests leave: it can
-/// wait, since the log holds everything meanwhile.
+/// value is its own). Writing a snapshot can wait: the log holds everything meanwhile.
 fn lower_this_threads_priority() {
     #[cfg(target_os = "linux")]
     // SAFETY: setpriority on our own thread id; no pointers.
@@ -186,25 +251,15 @@ fn lower_this_threads_priority() {
 }
 
 /// Returns memory the allocator holds but nothing uses to the operating system. Building a
-/// whole tree (for a snapshot, or at recovery) and dropping it leaves hundreds of MiB in
-/// glibc's free lists otherwise, which counts as the server's resident memory.
+/// whole tree (at recovery, or from a leader's snapshot) and dropping the old one leaves
+/// hundreds of MiB in glibc's free lists otherwise, which counts as the server's resident
+/// memory.
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
     unsafe {
         libc::malloc_trim(0);
     }
-}
-
-/// Builds the tree as of `through` from the newest snapshot and the log, and writes it.
-fn take_snapshot(s: &SnapshotSettings, through: i64) -> Result<PathBuf, RecoveryError> {
-    let (mut tree, from) = newest_snapshot(&s.snap_dir)?;
-    if from >= through {
-        return Ok(s.snap_dir.join(snapshot::file_name(from)));
-    }
-    let records = snapshot::scan_log(&s.log_dir, from, through)?;
-    replay(&mut tree, records)?;
-    Ok(snapshot::write(&s.snap_dir, through, |w| tree.write_snapshot(w))?)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -332,13 +387,11 @@ mod tests {
             write(&mut log, &mut live, Txn::Create(c));
             if i == 120 {
                 log.sync().unwrap();
-                let s = SnapshotSettings { snap_dir: snap_dir.clone(), log_dir: log_dir.clone(), retain: 3, purge_interval_hours: 0 };
-                take_snapshot(&s, live.last_zxid()).unwrap();
+                snapshot::write(&snap_dir, live.last_zxid(), |w| live.write_snapshot(w)).unwrap();
             }
         }
         log.sync().unwrap();
-        let s = SnapshotSettings { snap_dir: snap_dir.clone(), log_dir: log_dir.clone(), retain: 3, purge_interval_hours: 0 };
-        take_snapshot(&s, live.last_zxid()).unwrap();
+        snapshot::write(&snap_dir, live.last_zxid(), |w| live.write_snapshot(w)).unwrap();
         assert_eq!(snapshot::list(&snap_dir).unwrap().len(), 2);
         // Recovery from the newest snapshot (and nothing after it) and from an older one
         // plus the log agree with the live tree.
@@ -354,6 +407,67 @@ mod tests {
         std::fs::write(&older, bytes).unwrap();
         let err = recover(&snap_dir, &log).unwrap_err().to_string();
         assert!(err.contains(&older.file_name().unwrap().to_string_lossy().to_string()), "{err}");
+    }
+
+    /// The snapshot thread writes what the core streams, drops what it abandons, and lets
+    /// a snapshot that begins before the last was finished replace it.
+    #[tokio::test]
+    async fn the_snapshot_thread_writes_streamed_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let snap_dir = dir.path().to_path_buf();
+        let settings = SnapshotSettings { snap_dir: snap_dir.clone(), log_dir: snap_dir.clone(), retain: 3, purge_interval_hours: 0 };
+        let tx = spawn_snapshotter(settings, |_| {});
+        let mut tree = DataTree::new();
+        for (i, txn) in txns().into_iter().enumerate() {
+            let hdr = TxnHeader { session: 7, cxid: i as i32, zxid: i as i64 + 1, time_ms: 100 };
+            tree.apply(&hdr, txn, &mut Vec::new());
+        }
+        let stream = |tree: &mut DataTree, end: Option<SnapshotMsg>| {
+            let (zxid, header) = tree.begin_snapshot();
+            let mut msgs = vec![SnapshotMsg::Begin { zxid, header }];
+            loop {
+                let mut chunk = Vec::new();
+                let done = tree.continue_snapshot(2, &mut chunk);
+                msgs.push(SnapshotMsg::Chunk(chunk));
+                if done {
+                    break;
+                }
+            }
+            msgs.extend(end);
+            msgs
+        };
+        // Abandoned half way; then one replaced by the next Begin; then one finished.
+        let mut zxid = tree.last_zxid();
+        let mut step = |tree: &mut DataTree| {
+            zxid += 1;
+            let hdr = TxnHeader { session: zxid, cxid: 0, zxid, time_ms: 100 };
+            tree.apply(&hdr, Txn::CreateSession { timeout_ms: 1000, passwd: vec![0; 16] }, &mut Vec::new());
+        };
+        let mut msgs = stream(&mut tree, Some(SnapshotMsg::Abandon));
+        msgs.truncate(msgs.len() - 2);
+        msgs.push(SnapshotMsg::Abandon);
+        step(&mut tree);
+        msgs.extend(stream(&mut tree, None));
+        step(&mut tree);
+        msgs.extend(stream(&mut tree, Some(SnapshotMsg::Finish)));
+        for m in msgs {
+            tx.send(m).await.unwrap();
+        }
+        let path = snap_dir.join(snapshot::file_name(tree.last_zxid()));
+        for _ in 0..500 {
+            if path.exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let (zxid, body) = snapshot::read(&path).unwrap();
+        assert_eq!(zxid, tree.last_zxid());
+        assert_eq!(DataTree::read_snapshot(&body).unwrap().digest(), tree.digest());
+        drop(tx);
+        // The thread is done once the channel is closed; only the finished file is there.
+        std::thread::sleep(Duration::from_millis(50));
+        let names: Vec<_> = std::fs::read_dir(&snap_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from(snapshot::file_name(zxid))]);
     }
 
     #[tokio::test]

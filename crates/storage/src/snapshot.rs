@@ -6,7 +6,7 @@
 //! ```
 //! The body is whatever the tree layer wrote (opaque here); the trailer's CRC-32C covers
 //! the header and the body. Files are named `snapshot.<zxid as 16 hex digits>`, written as
-//! `<name>.tmp`, fsynced, renamed, and the directory fsynced.
+//! `<name>.<pid>-<n>.tmp`, fsynced, renamed, and the directory fsynced.
 
 use crate::error::StorageError;
 use crate::file::fsio::sync_dir;
@@ -92,20 +92,33 @@ fn write_back(file: &File, offset: u64, len: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// Writes the snapshot of `zxid` into `dir`; `body` writes the tree. Returns the file.
+/// Writes the snapshot of `zxid` into `dir`; `body` writes the tree. Returns the file. If
+/// anything fails (`body` included), the unfinished file is removed.
 pub fn write(
     dir: &Path,
     zxid: i64,
     body: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<PathBuf, StorageError> {
+    // Each writer has a file of its own: a snapshot received from a leader may be written
+    // while the snapshot thread writes one of the same zxid.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = dir.join(file_name(zxid));
-    let tmp = dir.join(format!("{}.tmp", file_name(zxid)));
-    let tmp_path = tmp.clone();
-    let io_err = |op: &'static str| {
-        let p = tmp_path.clone();
-        move |e| StorageError::io(op, p, e)
-    };
-    let file = OpenOptions::new().write(true).create(true).truncate(true).open(&tmp).map_err(io_err("create"))?;
+    let tmp = dir.join(format!("{}.{}-{n}.tmp", file_name(zxid), std::process::id()));
+    let written = write_tmp(&tmp, zxid, body);
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written?;
+    fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &path, e))?;
+    sync_dir(dir)?;
+    Ok(path)
+}
+
+/// Writes and fsyncs the whole file at `tmp`.
+fn write_tmp(tmp: &Path, zxid: i64, body: impl FnOnce(&mut dyn Write) -> io::Result<()>) -> Result<(), StorageError> {
+    let io_err = |op: &'static str| move |e| StorageError::io(op, tmp, e);
+    let file = OpenOptions::new().write(true).create(true).truncate(true).open(tmp).map_err(io_err("create"))?;
     let mut w = Summing { file: io::BufWriter::with_capacity(1 << 20, file), crc: 0, len: 0, flushed: 0 };
     let mut header = Vec::with_capacity(HEADER_LEN);
     header.extend_from_slice(&MAGIC);
@@ -116,13 +129,9 @@ pub fn write(
     let body_len = w.len - HEADER_LEN as u64;
     w.write_all(&body_len.to_be_bytes()).map_err(io_err("write"))?;
     let crc = w.crc;
-    let mut file = w.file.into_inner().map_err(|e| StorageError::io("write", &tmp, e.into_error()))?;
+    let mut file = w.file.into_inner().map_err(|e| StorageError::io("write", tmp, e.into_error()))?;
     file.write_all(&crc.to_be_bytes()).map_err(io_err("write"))?;
-    file.sync_all().map_err(io_err("fsync"))?;
-    drop(file);
-    fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &path, e))?;
-    sync_dir(dir)?;
-    Ok(path)
+    file.sync_all().map_err(io_err("fsync"))
 }
 
 /// Reads and verifies a snapshot file: its zxid and body.
@@ -170,9 +179,9 @@ impl std::ops::Deref for Body {
     }
 }
 
-/// Deletes all but the newest `keep` snapshots (and leftover `.tmp` files); returns the
-/// zxid of the oldest snapshot kept, which is how far the log may be purged.
-pub fn retain(dir: &Path, keep: usize) -> Result<Option<i64>, StorageError> {
+/// Deletes unfinished snapshot files (`.tmp`) a crash left behind. Only for startup:
+/// while the server runs, a `.tmp` file is one being written.
+pub fn remove_leftovers(dir: &Path) {
     if let Ok(entries) = fs::read_dir(dir) {
         for e in entries.flatten() {
             let name = e.file_name();
@@ -182,6 +191,11 @@ pub fn retain(dir: &Path, keep: usize) -> Result<Option<i64>, StorageError> {
             }
         }
     }
+}
+
+/// Deletes all but the newest `keep` snapshots; returns the zxid of the oldest snapshot
+/// kept, which is how far the log may be purged.
+pub fn retain(dir: &Path, keep: usize) -> Result<Option<i64>, StorageError> {
     let all = list(dir)?;
     let cut = all.len().saturating_sub(keep.max(1));
     for (_, p) in &all[..cut] {
@@ -236,10 +250,26 @@ mod tests {
         let (z, b) = read(&dir.path().join(file_name(9))).unwrap();
         assert_eq!((z, &b[..]), (9, &b"tree bytes"[..]));
         assert_eq!(list(dir.path()).unwrap().iter().map(|(z, _)| *z).collect::<Vec<_>>(), vec![5, 9, 12, 0x1_0000_0002]);
-        std::fs::write(dir.path().join("snapshot.0000000000000063.tmp"), b"partial").unwrap();
+        let leftover = dir.path().join("snapshot.0000000000000063.77-0.tmp");
+        std::fs::write(&leftover, b"partial").unwrap();
         assert_eq!(retain(dir.path(), 3).unwrap(), Some(9));
         assert_eq!(list(dir.path()).unwrap().len(), 3);
-        assert!(!dir.path().join("snapshot.0000000000000063.tmp").exists());
+        assert!(leftover.exists(), "retain leaves files being written alone");
+        remove_leftovers(dir.path());
+        assert!(!leftover.exists());
+        assert_eq!(list(dir.path()).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn a_failed_body_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = write(dir.path(), 7, |w| {
+            w.write_all(b"half a tree")?;
+            Err(io::Error::other("given up"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("given up"), "{err}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no file, not even the .tmp");
     }
 
     #[test]
@@ -263,84 +293,5 @@ mod tests {
         let other = dir.path().join(file_name(8));
         std::fs::rename(&p, &other).unwrap();
         assert!(read(&other).is_err());
-    }
-}
-
-/// Reads, without locking or repairing anything, the records with `after < zxid <=
-/// through` from the log directory `dir` while another thread may be appending to it.
-/// Everything up to `through` must already be durable; what lies beyond (perhaps a batch
-/// being written right now) is not looked at.
-pub fn scan_log(dir: &Path, after: i64, through: i64) -> Result<Vec<crate::Record>, StorageError> {
-    use crate::format::{decode_batch_header, decode_payload, parse_segment_file_name, BATCH_HEADER_LEN, SEGMENT_HEADER_LEN};
-    let mut segments: Vec<(i64, PathBuf)> = fs::read_dir(dir)
-        .map_err(|e| StorageError::io("read directory", dir, e))?
-        .flatten()
-        .filter_map(|e| Some((parse_segment_file_name(e.file_name().to_str()?)?, e.path())))
-        .collect();
-    segments.sort();
-    let mut out = Vec::new();
-    let mut last = after;
-    for (i, (first, path)) in segments.iter().enumerate() {
-        let next_first = segments.get(i + 1).map(|(z, _)| *z);
-        if next_first.is_some_and(|n| n <= after + 1) || *first > through {
-            continue;
-        }
-        let bytes = fs::read(path).map_err(|e| StorageError::io("read", path, e))?;
-        let mut at = SEGMENT_HEADER_LEN;
-        'batches: while at + BATCH_HEADER_LEN <= bytes.len() && last < through {
-            let h: &[u8; BATCH_HEADER_LEN] = bytes[at..at + BATCH_HEADER_LEN].try_into().expect("length");
-            let Some(batch) = decode_batch_header(h) else { break };
-            let start = at + BATCH_HEADER_LEN;
-            let Some(payload) = bytes.get(start..start + batch.payload_len as usize) else { break };
-            if crc32c::crc32c(payload) != batch.payload_crc {
-                break;
-            }
-            let records = decode_payload(payload).map_err(|reason| StorageError::Corrupt {
-                file: path.clone(),
-                offset: at as u64,
-                reason,
-            })?;
-            for r in records {
-                if r.zxid > through {
-                    break 'batches;
-                }
-                if r.zxid > last {
-                    last = r.zxid;
-                    out.push(r);
-                }
-            }
-            at = start + payload.len();
-        }
-    }
-    if last < through {
-        return Err(StorageError::Corrupt {
-            file: dir.to_path_buf(),
-            offset: 0,
-            reason: format!("the log ends at zxid {last:#x}, before the durable zxid {through:#x}"),
-        });
-    }
-    Ok(out)
-}
-
-#[cfg(test)]
-mod scan_tests {
-    use super::*;
-    use crate::{FileLog, FileLogOptions, Log, Record};
-
-    #[test]
-    fn scan_reads_a_range_across_segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let opts = FileLogOptions { segment_bytes: 4096, preallocate_bytes: 4096, ..Default::default() };
-        let (mut log, _) = FileLog::open(dir.path(), opts).unwrap();
-        for z in 1..=500 {
-            log.append(&[Record::new(z, vec![z as u8; 40])]).unwrap();
-        }
-        log.sync().unwrap();
-        assert!(log.segments().len() > 3);
-        let got = scan_log(dir.path(), 100, 420).unwrap();
-        assert_eq!(got.first().unwrap().zxid, 101);
-        assert_eq!(got.last().unwrap().zxid, 420);
-        assert_eq!(got.len(), 320);
-        assert!(scan_log(dir.path(), 0, 501).is_err(), "a range past the end is an error");
     }
 }

@@ -130,16 +130,16 @@ pub fn fixup(acl: &[Acl], ids: &[Id]) -> Result<Vec<Acl>, ErrorCode> {
             _ => return Err(ErrorCode::InvalidAcl),
         }
     }
-    // ZooKeeper drops exact duplicates that `auth` expansion can produce.
-    let mut seen = Vec::with_capacity(out.len());
-    out.retain(|a| {
-        if seen.contains(a) {
-            false
+    // ZooKeeper drops exact duplicates that `auth` expansion can produce (lists are a
+    // few entries long: compare in place rather than cloning into a set).
+    let mut i = 1;
+    while i < out.len() {
+        if out[..i].contains(&out[i]) {
+            out.remove(i);
         } else {
-            seen.push(a.clone());
-            true
+            i += 1;
         }
-    });
+    }
     Ok(out)
 }
 

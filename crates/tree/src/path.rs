@@ -26,15 +26,19 @@ pub fn validate(path: &str) -> Result<(), InvalidPath> {
     if path.ends_with('/') {
         return Err(InvalidPath("path must not end with / character"));
     }
-    for comp in path[1..].split('/') {
-        match comp {
-            "" => return Err(InvalidPath("empty node name specified")),
-            "." | ".." => return Err(InvalidPath("relative paths not allowed")),
-            _ => {}
-        }
-        if comp.chars().any(bad_char) {
-            return Err(InvalidPath("invalid character"));
-        }
+    path[1..].split('/').try_for_each(validate_name)
+}
+
+/// Checks one component of a path: not empty, not `.` or `..`, no `/`, no control or
+/// reserved characters.
+pub fn validate_name(name: &str) -> Result<(), InvalidPath> {
+    match name {
+        "" => return Err(InvalidPath("empty node name specified")),
+        "." | ".." => return Err(InvalidPath("relative paths not allowed")),
+        _ => {}
+    }
+    if name.chars().any(|c| c == '/' || bad_char(c)) {
+        return Err(InvalidPath("invalid character"));
     }
     Ok(())
 }

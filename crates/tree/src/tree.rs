@@ -211,7 +211,13 @@ impl DataTree {
     fn insert_under(&mut self, parent: u32, p: &str, data: Option<&[u8]>, stat: NodeStat, acl: u32) -> u32 {
         let id = self.store.insert(parent, path::name(p), data, stat, acl);
         self.data_bytes += (p.len() + data.map_or(0, <[u8]>::len)) as u64;
-        match EphemeralType::of(stat.ephemeral_owner) {
+        self.track(p, stat.ephemeral_owner);
+        id
+    }
+
+    /// Adds node `p` to the index its owner value calls for, if any.
+    fn track(&mut self, p: &str, owner: i64) {
+        match EphemeralType::of(owner) {
             EphemeralType::Session(s) => {
                 self.ephemerals.entry(s).or_default().insert(p.to_string());
             }
@@ -223,7 +229,6 @@ impl DataTree {
             }
             EphemeralType::Persistent => {}
         }
-        id
     }
 
     pub fn get(&self, path: &str) -> Option<Node<'_>> {

@@ -1,20 +1,31 @@
 //! The tree as bytes (a snapshot's body) and as one number (a digest).
 //!
-//! A snapshot body lists the sessions, the distinct ACLs, then every node, parents before
-//! children, with its stored stat (the create counter as cversion, the raw owner value),
-//! its data (null kept) and the index of its ACL. Indexes (children, ephemerals,
-//! containers, TTLs, data size) are rebuilt on reading, so they cannot disagree with the
-//! nodes. Framing and checksums belong to the storage layer.
+//! A snapshot body lists the sessions, the distinct ACLs (with the numbers the nodes use
+//! for them), then every node as a record: its slot id, its parent's slot id, its ACL
+//! number, its name, its data (null kept) and its stored stat (the create counter as
+//! cversion, the raw owner value), ids and lengths as varints and the stat without the
+//! fields a never-changed node has at their defaults. Records come in slot order, so a snapshot can be
+//! written a slice of slots at a time while the tree goes on changing
+//! ([`DataTree::begin_snapshot`]): a slot changed before the snapshot reaches it has its
+//! old record saved ([`super::store::Cow`]), and the snapshot is exactly the tree of the
+//! zxid it began at. A reader takes records in any order of parents and children: one
+//! whose parent has not come yet waits for it. Indexes (children, ephemerals, containers,
+//! TTLs, data size) are rebuilt on reading, so they cannot disagree with the nodes.
+//! Framing and checksums belong to the storage layer.
 
-use super::{DataTree, NodeStat, SessionInfo, NIL};
+use super::store::{Cow, Slot};
+use super::{DataTree, EphemeralType, NodeStat, SessionInfo, NIL};
 use crate::path;
 use corral_proto::{read_acls, write_acls, DecodeError, Reader, Writer};
 use std::collections::HashMap;
 
 const MAGIC: i32 = 0x5a4b_534e; // "ZKSN"
-const VERSION: i32 = 1;
+/// 2: records in slot order with slot ids (1 listed full paths, parents first).
+const VERSION: i32 = 2;
 /// Flush to the sink once this much is buffered.
 const CHUNK: usize = 64 * 1024;
+/// The smallest record: three ids, an empty name, null data and the shortest stat.
+const MIN_RECORD: usize = 3 + 1 + 1 + 1 + 16;
 
 /// FNV-1a, 64 bits: small, stable across platforms and Rust versions, which a digest
 /// compared between servers needs.
@@ -27,6 +38,24 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
 }
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+fn write_record(w: &mut Writer, id: u32, s: &Slot) {
+    w.varint(id as u64).varint(s.parent.wrapping_add(1) as u64).varint(s.acl as u64);
+    let name = s.name_bytes();
+    w.varint(name.len() as u64).raw(name);
+    match s.data() {
+        None => w.varint(0),
+        Some(d) => w.varint(d.len() as u64 + 1).raw(d),
+    };
+    write_stat(w, &s.stat());
+}
+
+/// A live slot's snapshot record.
+pub(super) fn record(id: u32, s: &Slot) -> Box<[u8]> {
+    let mut w = Writer::new();
+    write_record(&mut w, id, s);
+    w.into_inner().into_boxed_slice()
+}
 
 impl DataTree {
     /// The path of every node with its id, parents before children.
@@ -63,38 +92,89 @@ impl DataTree {
         sum
     }
 
-    /// Writes the whole tree to `out`.
-    pub fn write_snapshot<W: std::io::Write + ?Sized>(&self, out: &mut W) -> std::io::Result<()> {
+    /// Everything before the records: the zxid, sessions, ACLs and the node count.
+    fn snapshot_header(&self) -> Writer {
         let mut w = Writer::new();
         w.i32(MAGIC).i32(VERSION).i64(self.last_zxid);
         w.i32(self.sessions.len() as i32);
         for (id, s) in &self.sessions {
             w.i64(*id).i32(s.timeout_ms).buffer(&s.passwd);
         }
-        // Distinct ACL lists in use, numbered in the order written.
-        let mut acl_ids: HashMap<u32, i32> = HashMap::new();
         let acls: Vec<_> = self.store.acl_lists().collect();
         w.i32(acls.len() as i32);
-        for (i, (id, a)) in acls.into_iter().enumerate() {
-            acl_ids.insert(id, i as i32);
+        for (id, a) in acls {
+            w.i32(id as i32);
             write_acls(&mut w, a);
         }
         w.i64(self.store.len() as i64);
-        let mut result = Ok(());
-        self.walk(|p, id| {
-            let n = self.store.slot(id);
-            w.string(p).data(n.data()).i32(acl_ids[&n.acl]);
-            write_stat(&mut w, &n.stat());
-            if w.buf.len() >= CHUNK && result.is_ok() {
-                result = out.write_all(&w.buf);
-                w.buf.clear();
+        w
+    }
+
+    /// Writes the whole tree to `out` at once.
+    pub fn write_snapshot<W: std::io::Write + ?Sized>(&self, out: &mut W) -> std::io::Result<()> {
+        let mut w = self.snapshot_header();
+        for id in 0..self.store.slab_len() {
+            let s = self.store.slot(id);
+            if !s.is_vacant() {
+                write_record(&mut w, id, s);
+                if w.buf.len() >= CHUNK {
+                    out.write_all(&w.buf)?;
+                    w.buf.clear();
+                }
             }
-        });
-        result?;
+        }
         out.write_all(&w.buf)
     }
 
-    /// Rebuilds a tree from [`DataTree::write_snapshot`]'s bytes.
+    /// Starts a snapshot of the tree as it is now, to be written a slice at a time with
+    /// [`DataTree::continue_snapshot`] while transactions go on being applied. Returns
+    /// its zxid and the body's first bytes. A snapshot already in progress is abandoned.
+    pub fn begin_snapshot(&mut self) -> (i64, Vec<u8>) {
+        let header = self.snapshot_header().into_inner();
+        let end = self.store.slab_len();
+        let cow = Cow { zxid: self.last_zxid, cursor: 0, end, saved: Default::default() };
+        self.store.set_cow(Some(Box::new(cow)));
+        (self.last_zxid, header)
+    }
+
+    /// The zxid of the snapshot in progress, if any.
+    pub fn snapshot_in_progress(&self) -> Option<i64> {
+        self.store.cow().map(|c| c.zxid)
+    }
+
+    /// Appends the records of the next `slots` slots of the snapshot in progress to
+    /// `out`. Returns true once the body is complete (the snapshot is then over); false
+    /// if there is more, or if no snapshot is in progress.
+    pub fn continue_snapshot(&mut self, slots: u32, out: &mut Vec<u8>) -> bool {
+        let Some(mut cow) = self.store.cow_mut().map(|c| std::mem::replace(c, Cow::idle())) else { return false };
+        let mut w = Writer { buf: std::mem::take(out) };
+        let stop = cow.end.min(cow.cursor.saturating_add(slots));
+        for id in cow.cursor..stop {
+            match cow.saved.remove(&id) {
+                Some(Some(saved)) => w.buf.extend_from_slice(&saved),
+                Some(None) => {}
+                None => {
+                    let s = self.store.slot(id);
+                    if !s.is_vacant() {
+                        write_record(&mut w, id, s);
+                    }
+                }
+            }
+        }
+        cow.cursor = stop;
+        *out = w.into_inner();
+        let done = stop == cow.end;
+        debug_assert!(!done || cow.saved.is_empty(), "saved records past the end");
+        self.store.set_cow((!done).then(|| Box::new(cow)));
+        done
+    }
+
+    /// Forgets the snapshot in progress.
+    pub fn abandon_snapshot(&mut self) {
+        self.store.set_cow(None);
+    }
+
+    /// Rebuilds a tree from a snapshot body.
     pub fn read_snapshot(bytes: &[u8]) -> Result<DataTree, DecodeError> {
         let mut r = Reader::new(bytes);
         if r.read_i32()? != MAGIC {
@@ -109,66 +189,202 @@ impl DataTree {
         for (id, timeout_ms, passwd) in sessions {
             t.sessions.insert(id, SessionInfo { timeout_ms, passwd });
         }
-        let acl_lists = r.read_vec(read_acls)?;
-        let acls: Vec<u32> = acl_lists.iter().map(|a| t.store.intern_acl(a)).collect();
+        let acl_lists = r.read_vec(|r| Ok((r.read_i32()?, read_acls(r)?)))?;
+        let mut acls: HashMap<i32, u32> = HashMap::with_capacity(acl_lists.len());
+        for (number, list) in acl_lists {
+            if acls.insert(number, t.store.intern_acl(&list)).is_some() {
+                return Err(DecodeError::Invalid("an ACL number twice"));
+            }
+        }
         let count = r.read_i64()?;
-        if count < 1 || count as usize > r.remaining() {
+        if count < 1 || count as usize > r.remaining() / MIN_RECORD {
             return Err(DecodeError::Invalid("bad node count"));
         }
-        t.store.reserve(count as usize);
-        // Nodes come parents first and siblings together, so the parent of a node is
-        // nearly always the previous node's parent or the previous node itself.
-        let mut last: Option<(&str, u32)> = None;
-        let mut last_parent: Option<(&str, u32)> = None;
+        let count = count as usize;
+        t.store.reserve(count);
+        // The writer's slot ids, mapped to ours (ours are dense: 0, 1, 2 ... in order).
+        let mut ids: hashbrown::HashMap<u32, u32> = hashbrown::HashMap::with_capacity(count);
+        // Each node's path length, for the data size.
+        let mut path_len: Vec<u32> = Vec::with_capacity(count);
+        // Records whose parent has not come yet, by that parent's id.
+        let mut waiting: hashbrown::HashMap<u32, Vec<(u32, Record)>> = hashbrown::HashMap::new();
         for i in 0..count {
-            let p = r.read_opt_buffer()?.ok_or(DecodeError::Invalid("null path"))?;
-            let p = std::str::from_utf8(p).map_err(|_| DecodeError::InvalidUtf8)?;
-            let data = r.read_opt_buffer()?;
-            let acl = *acls.get(r.read_i32()? as usize).ok_or(DecodeError::Invalid("bad ACL index"))?;
-            let stat = read_stat(&mut r)?;
-            if (i == 0) != (p == "/") || path::validate(p).is_err() {
-                return Err(DecodeError::Invalid("root not first, or a bad path"));
+            let (id, rec) = read_record(&mut r, &acls)?;
+            if i == 0 {
+                if rec.parent != NIL || !rec.name.is_empty() {
+                    return Err(DecodeError::Invalid("the root is not first"));
+                }
+            } else if rec.parent == NIL || path::validate_name(rec.name).is_err() {
+                return Err(DecodeError::Invalid("a second root, or a bad name"));
             }
-            let parent = match path::parent(p) {
-                None => NIL,
-                Some(pp) => match [last_parent, last].into_iter().flatten().find(|(lp, _)| *lp == pp) {
-                    Some((_, id)) => id,
-                    None => t.store.lookup(pp).ok_or(DecodeError::Invalid("node before its parent"))?,
-                },
-            };
-            if parent != NIL && t.store.child(parent, path::name(p)).is_some() {
-                return Err(DecodeError::Invalid("a node twice"));
+            match (rec.parent, ids.get(&rec.parent)) {
+                (NIL, _) => t.place(&mut ids, &mut path_len, id, NIL, rec)?,
+                (_, Some(&parent)) => t.place(&mut ids, &mut path_len, id, parent, rec)?,
+                (p, None) => {
+                    waiting.entry(p).or_default().push((id, rec));
+                    continue;
+                }
             }
-            let id = t.insert_under(parent, p, data, stat, acl);
-            if let Some(pp) = path::parent(p) {
-                last_parent = Some((pp, parent));
+            // Whoever waited for this node (and for them, in turn) can come in now.
+            let mut ready = vec![id];
+            while let Some(p) = ready.pop() {
+                if waiting.is_empty() {
+                    break;
+                }
+                let ours = ids[&p];
+                for (child, rec) in waiting.remove(&p).unwrap_or_default() {
+                    t.place(&mut ids, &mut path_len, child, ours, rec)?;
+                    ready.push(child);
+                }
             }
-            last = Some((p, id));
+        }
+        if !waiting.is_empty() {
+            return Err(DecodeError::Invalid("a node without its parent"));
         }
         if r.remaining() != 0 {
             return Err(DecodeError::Invalid("trailing bytes after the snapshot"));
         }
         Ok(t)
     }
+
+    /// Adds a snapshot record under `parent` (our id; [`NIL`] for the root).
+    fn place(
+        &mut self,
+        ids: &mut hashbrown::HashMap<u32, u32>,
+        path_len: &mut Vec<u32>,
+        their_id: u32,
+        parent: u32,
+        rec: Record,
+    ) -> Result<(), DecodeError> {
+        if parent != NIL && self.store.child(parent, rec.name).is_some() {
+            return Err(DecodeError::Invalid("a node twice"));
+        }
+        let id = self.store.insert(parent, rec.name, rec.data, rec.stat, rec.acl);
+        if ids.insert(their_id, id).is_some() {
+            return Err(DecodeError::Invalid("a slot id twice"));
+        }
+        // "/" for the root; "/a" under it; "/a/b" below that.
+        let len = match parent {
+            NIL => 1,
+            0 => 1 + rec.name.len() as u32,
+            p => path_len[p as usize] + 1 + rec.name.len() as u32,
+        };
+        debug_assert_eq!(id as usize, path_len.len(), "ids are handed out in order while loading");
+        path_len.push(len);
+        self.data_bytes += (len as usize + rec.data.map_or(0, <[u8]>::len)) as u64;
+        if EphemeralType::of(rec.stat.ephemeral_owner) != EphemeralType::Persistent {
+            let p = self.path_of(id);
+            self.track(&p, rec.stat.ephemeral_owner);
+        }
+        Ok(())
+    }
+
+    /// The path of node `id`, from its ancestors' names.
+    fn path_of(&self, mut id: u32) -> String {
+        let mut names = Vec::new();
+        while id != 0 {
+            let s = self.store.slot(id);
+            names.push(s.name());
+            id = s.parent;
+        }
+        names.reverse();
+        if names.is_empty() {
+            "/".to_string()
+        } else {
+            names.iter().flat_map(|n| ["/", n]).collect()
+        }
+    }
+}
+
+/// A node as a snapshot lists it (borrowed from the body).
+struct Record<'a> {
+    parent: u32,
+    acl: u32,
+    name: &'a str,
+    data: Option<&'a [u8]>,
+    stat: NodeStat,
+}
+
+fn read_record<'a>(r: &mut Reader<'a>, acls: &HashMap<i32, u32>) -> Result<(u32, Record<'a>), DecodeError> {
+    let small = |v: u64| u32::try_from(v).map_err(|_| DecodeError::Invalid("a number out of range"));
+    let id = small(r.read_varint()?)?;
+    let parent = small(r.read_varint()?)?.wrapping_sub(1);
+    let acl = i32::try_from(r.read_varint()?).map_err(|_| DecodeError::Invalid("bad ACL number"))?;
+    let acl = *acls.get(&acl).ok_or(DecodeError::Invalid("bad ACL number"))?;
+    let name_len = r.read_varint()?;
+    let name = r.read_raw(usize::try_from(name_len).map_err(|_| DecodeError::Invalid("bad name length"))?)?;
+    let name = std::str::from_utf8(name).map_err(|_| DecodeError::InvalidUtf8)?;
+    let data = match r.read_varint()? {
+        0 => None,
+        n => Some(r.read_raw(usize::try_from(n - 1).map_err(|_| DecodeError::Invalid("bad data length"))?)?),
+    };
+    let stat = read_stat(r)?;
+    if id == NIL {
+        return Err(DecodeError::Invalid("bad slot id"));
+    }
+    Ok((id, Record { parent, acl, name, data, stat }))
+}
+
+// A stat as a record stores it: the create zxid and time, then only the fields that
+// differ from what a node that was never changed has (most nodes are such leaves).
+const MZXID: u8 = 1;
+const PZXID: u8 = 2;
+const MTIME: u8 = 4;
+const VERSION_SET: u8 = 8;
+const CVERSION: u8 = 16;
+const AVERSION: u8 = 32;
+const OWNER: u8 = 64;
+
+fn zigzag(v: i32) -> u64 {
+    ((v << 1) ^ (v >> 31)) as u32 as u64
+}
+
+fn unzigzag(v: u64) -> Result<i32, DecodeError> {
+    let v = u32::try_from(v).map_err(|_| DecodeError::Invalid("a version out of range"))?;
+    Ok(((v >> 1) as i32) ^ -((v & 1) as i32))
 }
 
 fn write_stat(w: &mut Writer, s: &NodeStat) {
-    w.i64(s.czxid).i64(s.mzxid).i64(s.pzxid).i64(s.ctime).i64(s.mtime);
-    w.i32(s.version).i32(s.cversion).i32(s.aversion).i64(s.ephemeral_owner);
+    let flags = [
+        (s.mzxid != s.czxid, MZXID),
+        (s.pzxid != s.czxid, PZXID),
+        (s.mtime != s.ctime, MTIME),
+        (s.version != 0, VERSION_SET),
+        (s.cversion != 0, CVERSION),
+        (s.aversion != 0, AVERSION),
+        (s.ephemeral_owner != 0, OWNER),
+    ]
+    .iter()
+    .filter(|(set, _)| *set)
+    .fold(0u8, |f, (_, bit)| f | bit);
+    w.raw(&[flags]).i64(s.czxid).i64(s.ctime);
+    for (bit, v) in [(MZXID, s.mzxid), (PZXID, s.pzxid), (MTIME, s.mtime)] {
+        if flags & bit != 0 {
+            w.i64(v);
+        }
+    }
+    for (bit, v) in [(VERSION_SET, s.version), (CVERSION, s.cversion), (AVERSION, s.aversion)] {
+        if flags & bit != 0 {
+            w.varint(zigzag(v));
+        }
+    }
+    if flags & OWNER != 0 {
+        w.i64(s.ephemeral_owner);
+    }
 }
 
 fn read_stat(r: &mut Reader) -> Result<NodeStat, DecodeError> {
-    Ok(NodeStat {
-        czxid: r.read_i64()?,
-        mzxid: r.read_i64()?,
-        pzxid: r.read_i64()?,
-        ctime: r.read_i64()?,
-        mtime: r.read_i64()?,
-        version: r.read_i32()?,
-        cversion: r.read_i32()?,
-        aversion: r.read_i32()?,
-        ephemeral_owner: r.read_i64()?,
-    })
+    let flags = r.read_raw(1)?[0];
+    if flags & 0x80 != 0 {
+        return Err(DecodeError::Invalid("unknown stat flags"));
+    }
+    let (czxid, ctime) = (r.read_i64()?, r.read_i64()?);
+    let mut long = |bit: u8, default: i64| if flags & bit != 0 { r.read_i64() } else { Ok(default) };
+    let (mzxid, pzxid, mtime) = (long(MZXID, czxid)?, long(PZXID, czxid)?, long(MTIME, ctime)?);
+    let mut int = |bit: u8| if flags & bit != 0 { unzigzag(r.read_varint()?) } else { Ok(0) };
+    let (version, cversion, aversion) = (int(VERSION_SET)?, int(CVERSION)?, int(AVERSION)?);
+    let ephemeral_owner = if flags & OWNER != 0 { r.read_i64()? } else { 0 };
+    Ok(NodeStat { czxid, mzxid, pzxid, ctime, mtime, version, cversion, aversion, ephemeral_owner })
 }
 
 #[cfg(test)]
@@ -285,34 +501,193 @@ mod tests {
         }
     }
 
+    /// A snapshot body cut into its header and its records.
+    fn split(bytes: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let t = DataTree::read_snapshot(bytes).unwrap();
+        let mut r = corral_proto::Reader::new(bytes);
+        r.read_i32().unwrap();
+        r.read_i32().unwrap();
+        r.read_i64().unwrap();
+        r.read_vec(|r| Ok((r.read_i64()?, r.read_i32()?, r.read_buffer()?))).unwrap();
+        let acls = r.read_vec(|r| Ok((r.read_i32()?, corral_proto::read_acls(r)?))).unwrap();
+        let acls: std::collections::HashMap<i32, u32> = acls.iter().map(|(n, _)| (*n, 0)).collect();
+        assert_eq!(r.read_i64().unwrap() as usize, t.node_count());
+        let header = bytes[..bytes.len() - r.remaining()].to_vec();
+        let mut records = Vec::new();
+        while r.remaining() > 0 {
+            let before = r.remaining();
+            super::read_record(&mut r, &acls).unwrap();
+            let at = bytes.len() - before;
+            records.push(bytes[at..at + before - r.remaining()].to_vec());
+        }
+        (header, records)
+    }
+
+    fn join(header: &[u8], records: &[Vec<u8>]) -> Vec<u8> {
+        let mut out = header.to_vec();
+        let count = out.len() - 8;
+        out[count..].copy_from_slice(&(records.len() as i64).to_be_bytes());
+        records.iter().for_each(|r| out.extend_from_slice(r));
+        out
+    }
+
     #[test]
-    fn a_node_listed_twice_is_an_error() {
-        let mut t = DataTree::new();
-        t.apply(
-            &TxnHeader { session: 1, cxid: 0, zxid: 1, time_ms: 1 },
-            Txn::Create(crate::CreateTxn {
-                path: "/a".into(),
-                data: None,
-                acl: Acl::open_unsafe(),
-                ephemeral_owner: 0,
-                parent_cversion: 1,
-            }),
-            &mut Vec::new(),
-        );
+    fn records_in_any_order_of_parents_and_children_read_the_same() {
+        let t = build();
         let mut bytes = Vec::new();
         t.write_snapshot(&mut bytes).unwrap();
-        // Node records: path, data (null: length -1), ACL index, 60 bytes of stat.
-        let find = |pat: &[u8]| bytes.windows(pat.len()).position(|w| w == pat).unwrap();
-        let root = find(b"\0\0\0\x01/");
-        let a = find(b"\0\0\0\x02/a");
-        let record = bytes[a..a + 6 + 4 + 4 + 60].to_vec();
-        let mut twice = bytes.clone();
-        twice.splice(a..a, record);
-        let count = i64::from_be_bytes(twice[root - 8..root].try_into().unwrap());
-        twice[root - 8..root].copy_from_slice(&(count + 1).to_be_bytes());
-        assert!(matches!(DataTree::read_snapshot(&twice), Err(DecodeError::Invalid("a node twice"))));
-        // The unchanged bytes still read.
-        assert_eq!(DataTree::read_snapshot(&bytes).unwrap().digest(), t.digest());
+        let (header, mut records) = split(&bytes);
+        assert_eq!(records.len(), t.node_count());
+        // Children before parents (the root stays first).
+        records[1..].reverse();
+        let back = DataTree::read_snapshot(&join(&header, &records)).unwrap();
+        assert_eq!(back.digest(), t.digest());
+        assert_eq!(back.data_bytes(), t.data_bytes());
+        assert_eq!(back.ephemeral_count(), 1);
+        assert_eq!(back.expired_containers(i64::MAX), t.expired_containers(i64::MAX));
+    }
+
+    #[test]
+    fn a_node_twice_an_orphan_or_a_misplaced_root_is_an_error() {
+        let t = build();
+        let mut bytes = Vec::new();
+        t.write_snapshot(&mut bytes).unwrap();
+        let (header, records) = split(&bytes);
+        let err = |records: &[Vec<u8>]| match DataTree::read_snapshot(&join(&header, records)) {
+            Err(DecodeError::Invalid(why)) => why,
+            other => panic!("read: {:?}", other.map(|t| t.node_count())),
+        };
+        let mut twice = records.clone();
+        twice.push(records[4].clone());
+        assert_eq!(err(&twice), "a node twice");
+        // The same slot id, under another name.
+        let mut other_name = records[4].clone();
+        let name_at = 4; // Three one-byte varints and the name's length come first.
+        other_name[name_at] = other_name[name_at].wrapping_add(1);
+        let mut same_id = records.clone();
+        same_id.push(other_name);
+        assert_eq!(err(&same_id), "a slot id twice");
+        // A node whose parent is missing.
+        let id_of = |r: &[u8]| corral_proto::Reader::new(r).read_varint().unwrap() as i64;
+        let parent_of = |r: &[u8]| {
+            let mut r = corral_proto::Reader::new(r);
+            r.read_varint().unwrap();
+            r.read_varint().unwrap() as i64 - 1
+        };
+        let a = records.iter().find(|r| records.iter().any(|c| parent_of(c) == id_of(r) && id_of(r) != 0)).unwrap();
+        let orphaned: Vec<Vec<u8>> = records.iter().filter(|r| *r != a).cloned().collect();
+        assert_eq!(err(&orphaned), "a node without its parent");
+        let mut root_late = records.clone();
+        root_late.swap(0, 1);
+        assert_eq!(err(&root_late), "the root is not first");
+        // The unchanged records still read.
+        assert_eq!(DataTree::read_snapshot(&join(&header, &records)).unwrap().digest(), t.digest());
+    }
+
+    /// A snapshot written a few slots at a time while creates, deletes (freeing slots for
+    /// reuse), data and ACL changes and sessions come and go is the tree of the zxid it
+    /// began at, whatever the slices and the changes.
+    #[test]
+    fn a_snapshot_in_slices_is_the_tree_it_began_at() {
+        for seed in 1..=40u64 {
+            let mut rng = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+            let mut next = move |n: u64| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                rng % n
+            };
+            let mut t = DataTree::new();
+            let mut zxid = 0;
+            let mut paths: Vec<String> = vec!["/".into()];
+            let mut sessions: Vec<i64> = vec![];
+            let mut step = |t: &mut DataTree, paths: &mut Vec<String>, sessions: &mut Vec<i64>, r: u64, pick: u64| {
+                zxid += 1;
+                let hdr = |session| TxnHeader { session, cxid: 0, zxid, time_ms: zxid };
+                let target = paths[pick as usize % paths.len()].clone();
+                let txn = match r % 8 {
+                    0..=2 => {
+                        let owner = match r % 5 {
+                            0 if !sessions.is_empty() => sessions[pick as usize % sessions.len()],
+                            1 => crate::tree::CONTAINER_OWNER,
+                            _ => 0,
+                        };
+                        let p = crate::path::join(&target, &format!("n{zxid}"));
+                        if owner == 0 {
+                            paths.push(p.clone());
+                        }
+                        Txn::Create(crate::CreateTxn {
+                            path: p,
+                            data: (r % 3 != 0).then(|| vec![zxid as u8; (r % 40) as usize]),
+                            acl: if r % 4 == 0 { Acl::read_unsafe() } else { vec![Acl::new(31, "ip", &format!("10.0.0.{}", r % 3))] },
+                            ephemeral_owner: owner,
+                            parent_cversion: zxid as i32,
+                        })
+                    }
+                    3 => {
+                        paths.retain(|p| *p != target || target == "/");
+                        Txn::Delete { path: target }
+                    }
+                    4 => Txn::SetData { path: target, data: Some(vec![7; (r % 30) as usize]), version: zxid as i32 },
+                    5 => Txn::SetAcl { path: target, acl: vec![Acl::new(1, "ip", &format!("10.1.0.{}", r % 4))], version: 2 },
+                    6 => {
+                        sessions.push(zxid);
+                        t.apply(&hdr(zxid), Txn::CreateSession { timeout_ms: 1000, passwd: vec![1; 16] }, &mut Vec::new());
+                        return;
+                    }
+                    _ => match sessions.pop() {
+                        Some(s) => {
+                            t.apply(&hdr(s), Txn::CloseSession, &mut Vec::new());
+                            return;
+                        }
+                        None => Txn::Delete { path: target },
+                    },
+                };
+                t.apply(&hdr(1), txn, &mut Vec::new());
+            };
+            for _ in 0..400 {
+                let (r, pick) = (next(1 << 20), next(1 << 20));
+                step(&mut t, &mut paths, &mut sessions, r, pick);
+            }
+            let mut then = Vec::new();
+            t.write_snapshot(&mut then).unwrap();
+            let then = DataTree::read_snapshot(&then).unwrap();
+
+            let (z, mut body) = t.begin_snapshot();
+            assert_eq!((z, t.snapshot_in_progress()), (t.last_zxid(), Some(z)));
+            loop {
+                for _ in 0..next(6) {
+                    let (r, pick) = (next(1 << 20), next(1 << 20));
+                    step(&mut t, &mut paths, &mut sessions, r, pick);
+                }
+                if t.continue_snapshot(1 + next(12) as u32, &mut body) {
+                    break;
+                }
+            }
+            assert_eq!(t.snapshot_in_progress(), None);
+            assert!(!t.continue_snapshot(10, &mut body), "nothing in progress");
+            let back = DataTree::read_snapshot(&body).unwrap();
+            assert_eq!(back.digest(), then.digest(), "seed {seed}");
+            assert_eq!(back.last_zxid(), z);
+            assert_eq!((back.node_count(), back.data_bytes()), (then.node_count(), then.data_bytes()), "seed {seed}");
+            assert_eq!(back.ephemeral_count(), then.ephemeral_count());
+            assert_ne!(t.digest(), then.digest(), "the tree did change meanwhile (seed {seed})");
+        }
+    }
+
+    #[test]
+    fn an_abandoned_snapshot_saves_nothing_more() {
+        let mut t = build();
+        let (_, mut body) = t.begin_snapshot();
+        t.abandon_snapshot();
+        assert_eq!(t.snapshot_in_progress(), None);
+        assert!(!t.continue_snapshot(100, &mut body));
+        t.apply(
+            &TxnHeader { session: 7, cxid: 0, zxid: 100, time_ms: 5 },
+            Txn::SetData { path: "/a".into(), data: Some(b"y".to_vec()), version: 1 },
+            &mut Vec::new(),
+        );
+        assert!(t.store.cow().is_none());
     }
 
     #[test]

@@ -15,6 +15,11 @@
 //!   nodes nor leaves half a slab unused.
 //!
 //! Freed slots go on a free list threaded through their `next` field and are reused first.
+//!
+//! While a snapshot is being written slot by slot ([`Cow`]), the first change to a slot
+//! the snapshot has not reached yet saves that slot's record as it was: the snapshot
+//! stays the tree of one zxid while the tree goes on changing, at the cost of the slots
+//! changed meanwhile.
 
 use super::NodeStat;
 use corral_proto::Acl;
@@ -57,7 +62,7 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    fn name_bytes(&self) -> &[u8] {
+    pub fn name_bytes(&self) -> &[u8] {
         &self.blob[..(self.name_len & !NULL_DATA) as usize]
     }
 
@@ -76,6 +81,10 @@ impl Slot {
 
     pub fn data_len(&self) -> usize {
         self.data().map_or(0, <[u8]>::len)
+    }
+
+    pub fn is_vacant(&self) -> bool {
+        self.name_len == VACANT
     }
 
     pub fn stat(&self) -> NodeStat {
@@ -116,6 +125,28 @@ pub(crate) struct Store {
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
     acls: AclTable,
+    cow: Option<Box<Cow>>,
+}
+
+/// A snapshot in progress (see the module docs).
+#[derive(Debug)]
+pub(crate) struct Cow {
+    /// The zxid the snapshot is of.
+    pub zxid: i64,
+    /// The next slot to write.
+    pub cursor: u32,
+    /// The slab's length when the snapshot began: slots made since are not in it.
+    pub end: u32,
+    /// Records of slots at or past the cursor as they were when the snapshot began, saved
+    /// on their first change since (`None`: the slot was vacant).
+    pub saved: hashbrown::HashMap<u32, Option<Box<[u8]>>>,
+}
+
+impl Cow {
+    /// A placeholder while a slice is written.
+    pub fn idle() -> Cow {
+        Cow { zxid: 0, cursor: 0, end: 0, saved: Default::default() }
+    }
 }
 
 impl Store {
@@ -127,8 +158,38 @@ impl Store {
         &self.chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)]
     }
 
+    /// A slot to change. If a snapshot in progress has yet to write it, its record as of
+    /// the snapshot is saved first.
     pub fn slot_mut(&mut self, id: u32) -> &mut Slot {
+        let s = &mut self.chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)];
+        if let Some(c) = &mut self.cow {
+            if id >= c.cursor && id < c.end {
+                c.saved.entry(id).or_insert_with(|| (!s.is_vacant()).then(|| super::snapshot::record(id, s)));
+            }
+        }
+        s
+    }
+
+    /// A slot whose child-list links (not part of a snapshot record) are to change.
+    fn links_mut(&mut self, id: u32) -> &mut Slot {
         &mut self.chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)]
+    }
+
+    /// One past the highest slot id ever used.
+    pub fn slab_len(&self) -> u32 {
+        self.chunks.iter().map(Vec::len).sum::<usize>() as u32
+    }
+
+    pub fn cow(&self) -> Option<&Cow> {
+        self.cow.as_deref()
+    }
+
+    pub fn cow_mut(&mut self) -> Option<&mut Cow> {
+        self.cow.as_deref_mut()
+    }
+
+    pub fn set_cow(&mut self, cow: Option<Box<Cow>>) {
+        self.cow = cow;
     }
 
     fn key_hash(hasher: &DefaultHashBuilder, parent: u32, name: &[u8]) -> u64 {
@@ -213,9 +274,9 @@ impl Store {
         self.acls.retain(acl);
         if parent != NIL {
             if first_sibling != NIL {
-                self.slot_mut(first_sibling).prev = id;
+                self.links_mut(first_sibling).prev = id;
             }
-            let p = self.slot_mut(parent);
+            let p = self.links_mut(parent);
             p.first_child = id;
             p.num_children += 1;
             let hash = Self::key_hash(&self.hasher, parent, name.as_bytes());
@@ -242,14 +303,14 @@ impl Store {
             e.remove();
         }
         if prev == NIL {
-            self.slot_mut(parent).first_child = next;
+            self.links_mut(parent).first_child = next;
         } else {
-            self.slot_mut(prev).next = next;
+            self.links_mut(prev).next = next;
         }
         if next != NIL {
-            self.slot_mut(next).prev = prev;
+            self.links_mut(next).prev = prev;
         }
-        self.slot_mut(parent).num_children -= 1;
+        self.links_mut(parent).num_children -= 1;
         self.acls.release(acl);
         let free = self.free.unwrap_or(NIL);
         let s = self.slot_mut(id);
