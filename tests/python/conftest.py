@@ -73,9 +73,22 @@ ZK_PLAIN_SYSPROPS = (
 
 
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(n: int) -> list[int]:
+    """`n` distinct free loopback ports: every socket stays bound until all are
+    picked, so the kernel cannot hand out one port twice."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
 
 
 def four_letter_word(port: int, cmd: str | bytes, timeout: float = 3.0, host: str = "127.0.0.1") -> str:
@@ -208,9 +221,10 @@ class ServerProcess:
         cfg = dict(BASE_CFG)
         cfg["clientPort"] = str(port)
         cfg["dataDir"] = str(self.data_dir)
+        # Tests run in parallel: no AdminServer on its fixed default port.
+        cfg["admin.enableServer"] = "false"
         if self.target == "zookeeper":
             cfg["clientPortAddress"] = "127.0.0.1"
-            cfg["admin.enableServer"] = "false"
         cfg.update(self.cfg_extra)
         self.cfg_path.write_text("".join(f"{k}={v}\n" for k, v in cfg.items()))
 
@@ -325,18 +339,26 @@ class EnsembleProcess:
     `host_port` is the connect string naming every member."""
 
     def __init__(self, workdir: Path, cfg_extra: dict | None = None, n: int = 3):
-        peers = {}
+        self.workdir = workdir
+        self.cfg_extra = cfg_extra or {}
+        self.n = n
+        self.target = TARGET
+        self.host = "127.0.0.1"
+        self._assign_ports()
+
+    def _assign_ports(self) -> None:
+        """Every member's client, quorum and election port, picked together."""
+        ports = free_ports(3 * self.n)
+        self.client_ports = ports[: self.n]
+        peers = {f"server.{i}": f"127.0.0.1:{ports[self.n + 2 * (i - 1)]}:{ports[self.n + 2 * (i - 1) + 1]}"
+                 for i in range(1, self.n + 1)}
+        extra = {"initLimit": "10", "syncLimit": "5", **peers, **self.cfg_extra}
         self.members = []
-        for i in range(1, n + 1):
-            peers[f"server.{i}"] = f"127.0.0.1:{free_port()}:{free_port()}"
-        extra = {"initLimit": "10", "syncLimit": "5", **peers, **(cfg_extra or {})}
-        for i in range(1, n + 1):
-            m = ServerProcess(workdir / f"m{i}", extra)
+        for i in range(1, self.n + 1):
+            m = ServerProcess(self.workdir / f"m{i}", extra)
             m.workdir.mkdir(parents=True, exist_ok=True)
             m.my_id = i
             self.members.append(m)
-        self.target = TARGET
-        self.host = "127.0.0.1"
 
     @property
     def host_port(self) -> str:
@@ -363,15 +385,26 @@ class EnsembleProcess:
     def alive(self) -> bool:
         return all(m.alive() for m in self.members)
 
-    def start(self) -> "EnsembleProcess":
-        for m in self.members:
-            m.launch(free_port(), fresh=True)
-        for m in self.members:
-            ok, err = m._wait_ready()
-            if not ok:
-                self.stop()
+    def start(self, attempts: int = 4) -> "EnsembleProcess":
+        for attempt in range(attempts):
+            if attempt:
+                self._assign_ports()  # another process took one of the ports: pick anew
+            for m, port in zip(self.members, self.client_ports):
+                m.launch(port, fresh=True)
+            failed = None
+            for m in self.members:
+                ok, err = m._wait_ready()
+                if not ok:
+                    failed = (m, err)
+                    break
+            if failed is None:
+                return self
+            self.stop()
+            m, err = failed
+            raced = any("in use" in x.log_tail(200).lower() for x in self.members)
+            if not raced or attempt == attempts - 1:
                 raise RuntimeError(f"ensemble member {m.my_id} did not become ready: {err}\n{self.log_tail()}")
-        return self
+        raise AssertionError("unreachable")
 
     def stop(self) -> None:
         for m in self.members:

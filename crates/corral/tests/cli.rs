@@ -10,7 +10,13 @@ fn corral() -> Command {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    free_ports(1)[0]
+}
+
+/// `n` distinct free ports, all picked while every listener is still bound.
+fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
 fn ruok(port: u16) -> Option<String> {
@@ -73,7 +79,7 @@ fn flags_override_the_file_and_unknown_keys_are_logged() {
     std::fs::write(
         &cfg,
         format!(
-            "clientPort={file_port}\ndataDir={}\npreAllocSize=65536\nnoSuchKey=1\n4lw.commands.whitelist=ruok,conf\n",
+            "clientPort={file_port}\ndataDir={}\npreAllocSize=65536\nnoSuchKey=1\n4lw.commands.whitelist=ruok,conf\nadmin.enableServer=false\n",
             dir.path().join("from-file").display()
         ),
     )
@@ -111,13 +117,14 @@ fn flags_override_the_file_and_unknown_keys_are_logged() {
 /// A zoo.cfg in `dir` (which is also its dataDir) with `servers` participant lines on
 /// loopback, free ports throughout; returns its path.
 fn ensemble_cfg(dir: &std::path::Path, servers: u64) -> std::path::PathBuf {
+    let ports = free_ports(1 + 2 * servers as usize);
     let mut text = format!(
-        "clientPort={}\ndataDir={}\ntickTime=2000\ninitLimit=5\nsyncLimit=2\n",
-        free_port(),
+        "clientPort={}\ndataDir={}\ntickTime=2000\ninitLimit=5\nsyncLimit=2\nadmin.enableServer=false\n",
+        ports[0],
         dir.display()
     );
-    for id in 1..=servers {
-        text += &format!("server.{id}=127.0.0.1:{}:{}\n", free_port(), free_port());
+    for id in 1..=servers as usize {
+        text += &format!("server.{id}=127.0.0.1:{}:{}\n", ports[2 * id - 1], ports[2 * id]);
     }
     let path = dir.join("zoo.cfg");
     std::fs::write(&path, text).unwrap();

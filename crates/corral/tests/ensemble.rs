@@ -6,9 +6,8 @@
 
 mod common;
 
-use common::{body_create, body_path, four_letter_at, op, zk, RawConn};
+use common::{body_create, body_path, four_letter_at, free_ports, http_get, op, zk, RawConn};
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -16,16 +15,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Ports nobody listens on now (bound to port 0, then released).
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
-
 struct Member {
     id: u64,
     dir: PathBuf,
     cfg: PathBuf,
     port: u16,
+    /// The member's AdminServer.
+    admin: u16,
     child: Option<Child>,
 }
 
@@ -122,7 +118,8 @@ impl Ensemble {
     /// `n` members, the last `observers` of them observers, all started and serving.
     fn start(n: u64, observers: u64) -> Ensemble {
         let root = tempfile::Builder::new().prefix("corral-ensemble-").tempdir().unwrap();
-        let ports = free_ports(3 * n as usize);
+        let mut ports = free_ports(4 * n as usize);
+        let admin_ports = ports.split_off(3 * n as usize);
         let servers: String = (1..=n)
             .map(|id| {
                 let i = (id - 1) as usize;
@@ -139,17 +136,17 @@ impl Ensemble {
                 std::fs::create_dir_all(&dir).unwrap();
                 std::fs::write(dir.join("myid"), format!("{id}\n")).unwrap();
                 let cfg = dir.join("zoo.cfg");
-                let port = ports[3 * i + 2];
+                let (port, admin) = (ports[3 * i + 2], admin_ports[i]);
                 std::fs::write(
                     &cfg,
                     format!(
-                        "tickTime=100\ninitLimit=20\nsyncLimit=10\nsnapCount=2000\ndataDir={}\n\
-                         4lw.commands.whitelist=*\n{servers}",
+                        "tickTime=100\ninitLimit=20\nsyncLimit=10\nsnapCount=2000\nadmin.serverAddress=127.0.0.1\n\
+                         admin.serverPort={admin}\ndataDir={}\n4lw.commands.whitelist=*\n{servers}",
                         dir.display()
                     ),
                 )
                 .unwrap();
-                Member { id, dir, cfg, port, child: None }
+                Member { id, dir, cfg, port, admin, child: None }
             })
             .collect();
         let mut e = Ensemble { members, _root: root };
@@ -399,6 +396,27 @@ async fn stopped_minorities_and_majorities_and_an_observer_that_never_counts() {
     }
     let mntr = four_letter_at(&observer.addr(), "mntr").unwrap();
     assert!(mntr.lines().any(|l| l == "zk_server_state\tobserver"), "{mntr}");
+    // The AdminServer of each member tells the same story.
+    let admin = |m: &Member, cmd: &str| -> serde_json::Value {
+        let (status, body) = http_get(m.admin, &format!("/commands/{cmd}"));
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        serde_json::from_str(&body).unwrap()
+    };
+    for (i, m) in e.members.iter().enumerate() {
+        let l = admin(m, "leader");
+        assert_eq!((l["is_leader"].as_bool(), l["leader_id"].as_u64()), (Some(i == leader), Some(leader as u64 + 1)), "{l}");
+        let z = admin(m, "zabstate");
+        assert_eq!((z["voting"].as_bool(), z["zabstate"].as_str()), (Some(i < 3), Some("broadcast")), "{z}");
+        let v = admin(m, "voting_view");
+        let view = v["current_config"].as_object().unwrap();
+        assert_eq!(view.len(), 4, "{v}");
+        assert!(view["4"].as_str().unwrap().contains(":observer;127.0.0.1:"), "{v}");
+        let role = if i == leader { "leader" } else if i == 3 { "observer" } else { "follower" };
+        assert_eq!(admin(m, "monitor")["server_state"], role);
+        let (status, _) = http_get(m.admin, "/ready");
+        assert!(status.starts_with("HTTP/1.1 200"), "member {} not ready: {status}", m.id);
+    }
+    assert_eq!(admin(&e.members[leader], "observers")["synced_observers"], 1);
     assert!(!mntr.contains("zk_synced_followers"), "only the leader reports its learners:\n{mntr}");
     // A minority of voters stopped: the quorum holds.
     e.members[followers[0]].signal(libc::SIGSTOP);

@@ -88,8 +88,7 @@ impl Server {
     pub fn start_with(cfg_lines: &[&str]) -> Server {
         let mut last_err = String::new();
         for _attempt in 0..4 {
-            let port = free_port();
-            match Self::try_start(port, cfg_lines) {
+            match Self::try_start(cfg_lines) {
                 Ok(server) => return server,
                 // An early exit may be a port stolen between probing and binding: retry
                 // on a new port. Anything else (not ready in time) is a real failure.
@@ -105,7 +104,7 @@ impl Server {
         panic!("server did not start: {last_err}");
     }
 
-    fn try_start(port: u16, cfg_lines: &[&str]) -> Result<Server, String> {
+    fn try_start(cfg_lines: &[&str]) -> Result<Server, String> {
         let dir = tempfile::Builder::new().prefix("corral-it-").tempdir().map_err(|e| e.to_string())?;
         let data_dir = dir.path().join("data");
         std::fs::create_dir_all(&data_dir).map_err(|e| e.to_string())?;
@@ -114,9 +113,11 @@ impl Server {
         let cfg_path = dir.path().join("zoo.cfg");
 
         let n = if target() == Target::Corral { ensemble_size() } else { 1 };
-        // An ensemble: one set of server.N lines for every member; member 1 uses `port`.
-        let peer_ports: Vec<u16> = (0..2 * n).map(|_| free_port()).collect();
-        let client_ports: Vec<u16> = std::iter::once(port).chain((1..n).map(|_| free_port())).collect();
+        // An ensemble: one set of server.N lines for every member; member 1's client
+        // port is `port`. Every port is picked in one go, so none is handed out twice.
+        let mut client_ports = free_ports(3 * n);
+        let peer_ports = client_ports.split_off(n);
+        let port = client_ports[0];
         let ensemble_lines: Vec<String> = if n > 1 {
             let mut v = vec!["initLimit=10".to_string(), "syncLimit=5".to_string()];
             v.extend((0..n).map(|i| format!("server.{}=127.0.0.1:{}:{}", i + 1, peer_ports[2 * i], peer_ports[2 * i + 1])));
@@ -135,6 +136,9 @@ impl Server {
             if !cfg_lines.iter().any(|l| l.trim_start().starts_with("4lw.commands.whitelist")) {
                 text.push_str("4lw.commands.whitelist=*\n");
             }
+            // Tests run in parallel: the AdminServer's fixed default port is for tests
+            // that ask for it on a port of their own.
+            text.push_str("admin.enableServer=false\n");
             for l in cfg_lines {
                 text.push_str(l);
                 text.push('\n');
@@ -271,6 +275,20 @@ impl Server {
         self.child.id()
     }
 
+    /// Waits up to `timeout` for the server process (the first member) to exit.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Everything the server wrote to stderr (and stdout) so far.
     pub fn stderr(&self) -> String {
         std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
@@ -335,9 +353,15 @@ impl Drop for Server {
     }
 }
 
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    l.local_addr().unwrap().port()
+pub fn free_port() -> u16 {
+    free_ports(1)[0]
+}
+
+/// `n` distinct free loopback ports: every listener stays bound until all are picked,
+/// so the kernel cannot hand out one port twice.
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0")).collect();
+    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
 }
 
 /// zoo.cfg keys that ZooKeeper reads as Java system properties rather than from the file.
@@ -779,4 +803,15 @@ pub async fn within<T>(timeout: Duration, what: &str, fut: impl std::future::Fut
 /// Whether a future stays pending for `d` (used to check that a watch did not fire).
 pub async fn stays_pending<T>(d: Duration, fut: impl std::future::Future<Output = T>) -> bool {
     tokio::time::timeout(d, fut).await.is_err()
+}
+
+/// GET `path` from 127.0.0.1:`port`; (status line, body).
+pub fn http_get(port: u16, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect to the HTTP port");
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.lines().next().unwrap_or_default().to_string(), body.to_string())
 }
