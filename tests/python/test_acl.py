@@ -109,6 +109,8 @@ def test_set_acls_and_aversion(zk, zk_factory, root):
         carol.set_acls(path, OPEN_ACL_UNSAFE, version=0)
     stat = carol.set_acls(path, OPEN_ACL_UNSAFE, version=1)
     assert stat.aversion == 2
+    # `zk` may be on another member of an ensemble: sync before reading carol's change.
+    zk.sync(path)
     assert zk.get(path)[0] == b""
 
 

@@ -3,6 +3,7 @@
 mod bench;
 mod inspect;
 mod queue_cli;
+mod zkcli;
 
 use clap::{Parser, Subcommand};
 use corral_server::config::{is_zookeeper_key, Config};
@@ -29,6 +30,12 @@ enum Command {
     Queue(queue_cli::QueueCommand),
     /// Load any ZooKeeper-compatible server and measure throughput and latency.
     Bench(bench::BenchArgs),
+    /// A zkCli-compatible shell: `corral cli -server HOST:PORT [CMD ARGS...]` runs one
+    /// command; without one it is interactive (history, completion).
+    Cli {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -76,6 +83,7 @@ fn main() -> ExitCode {
         Command::Server(args) => server(args),
         Command::Queue(cmd) => queue_cli::run(cmd),
         Command::Bench(args) => bench::run(args),
+        Command::Cli { args } => zkcli::main(args),
         Command::Inspect(InspectCommand::Log { path, json }) => ExitCode::from(inspect::log(&path, json) as u8),
         Command::Inspect(InspectCommand::Snapshot { path, json }) => {
             ExitCode::from(inspect::snapshot(&path, json) as u8)
@@ -146,10 +154,17 @@ fn server(args: ServerArgs) -> ExitCode {
             }
         };
         tracing::info!(addr = %server.local_addr(), "corral server listening");
-        tokio::select! {
-            _ = server.run() => {}
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
-        }
+        // SIGTERM or SIGINT: answer what is in flight, close the connections (clients
+        // move to another member), exit.
+        let stop = async {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => tracing::info!("interrupted; shutting down"),
+                _ = term.recv() => tracing::info!("SIGTERM; shutting down"),
+            }
+        };
+        server.run_until(stop).await;
+        tracing::info!("stopped");
         ExitCode::SUCCESS
     })
 }

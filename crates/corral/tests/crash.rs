@@ -35,7 +35,7 @@ async fn start_with(dir: &Path, log: &Path, cfg: &[&str]) -> (Proc, String) {
     let port = free_port();
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     let cfg_file = log.with_extension("cfg");
-    std::fs::write(&cfg_file, cfg.join("\n")).unwrap();
+    std::fs::write(&cfg_file, format!("admin.enableServer=false\n{}", cfg.join("\n"))).unwrap();
     // Owned by `Proc` at once, so a failed start still kills and reaps it.
     let child = Proc(
         Command::new(env!("CARGO_BIN_EXE_corral"))

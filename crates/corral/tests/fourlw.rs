@@ -162,3 +162,20 @@ fn unknown_four_letter_word_closes_connection() {
     }
     assert_eq!(server.four_letter("ruok"), "imok");
 }
+
+#[test]
+fn stmk_sets_the_mask_gtmk_reports_and_hash_prints_the_digest() {
+    use std::io::{Read, Write};
+    let server = Server::start();
+    assert_eq!(server.four_letter("gtmk"), "306");
+    let mut s = std::net::TcpStream::connect(server.addr()).unwrap();
+    s.write_all(b"stmk").unwrap();
+    s.write_all(&255i64.to_be_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    assert_eq!(out, "255");
+    assert_eq!(server.four_letter("gtmk"), "255");
+    let hash = server.four_letter("hash");
+    let (zxid, digest) = hash.trim().split_once(": ").unwrap_or_else(|| panic!("{hash:?}"));
+    assert!(i64::from_str_radix(zxid, 16).is_ok() && digest.parse::<u64>().is_ok(), "{hash:?}");
+}

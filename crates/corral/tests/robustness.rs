@@ -107,3 +107,34 @@ async fn close_session_right_after_a_write_keeps_its_watch_event() {
     }
     assert_eq!(seen, vec![-1, 50, 51], "expected the event, the setData reply, then the close reply");
 }
+
+/// SIGTERM: the server answers the writes already in its pipeline, closes the
+/// connection cleanly (EOF after the last reply), and exits with status 0.
+#[tokio::test]
+async fn sigterm_answers_what_is_in_flight_then_closes_and_exits() {
+    let mut server = Server::start();
+    let mut raw = RawConn::connect(&server.addr()).await;
+    raw.handshake(10_000, 0, &[0; 16]).await.expect("session");
+    let n = 300;
+    let mut frames = Vec::new();
+    for i in 1..=n {
+        frames.extend(request_frame(i, op::CREATE, &body_create(&format!("/t{i}"), b"data", 0)));
+    }
+    raw.send_bytes(&frames).await.unwrap();
+    // The first reply means the pipeline is full of the rest.
+    let first = raw.read_reply().await.expect("a first reply");
+    assert_eq!((first.header.xid, first.header.err), (1, 0));
+    // SAFETY: kill(2) on the server process this test started.
+    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGTERM) }, 0);
+    let mut answered = 1;
+    while let Some(r) = raw.read_reply_timeout(Duration::from_secs(15)).await {
+        assert_eq!((r.header.xid, r.header.err), (answered + 1, 0), "replies in order, all successful");
+        answered += 1;
+    }
+    assert!(raw.closed_by_server(Duration::from_secs(5)).await, "closed after the last reply");
+    let status = server.wait_exit(Duration::from_secs(15)).expect("exited");
+    assert!(status.success(), "{status:?}: {}", server.stderr_tail());
+    assert!(server.stderr().contains("SIGTERM; shutting down"), "{}", server.stderr_tail());
+    eprintln!("{answered} of {n} writes answered before the close");
+    assert!(answered > 1, "the writes in the pipeline were answered");
+}

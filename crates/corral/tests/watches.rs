@@ -68,6 +68,7 @@ async fn oneshot_watches_through_the_client() {
 
     // Data and child watches both see a delete as NodeDeleted.
     writer.create("/gone", b"", &persistent()).await.unwrap();
+    watcher.sync("/gone").await.unwrap();
     let (_, _, dw) = watcher.get_and_watch_data("/gone").await.unwrap();
     let (_, cw) = watcher.list_and_watch_children("/gone").await.unwrap();
     writer.delete("/gone", None).await.unwrap();

@@ -41,6 +41,16 @@
 //! | `syncLimit`                       | `sync_limit`                  | none (0 = not set)   |
 //! | `peerType`                        | `peer_type`                   | none (see below)     |
 //! | `standaloneEnabled`               | `standalone_enabled`          | true                 |
+//! | `admin.enableServer`              | `admin_enabled`               | true                 |
+//! | `admin.serverAddress`             | `admin_address`               | 0.0.0.0              |
+//! | `admin.serverPort`                | `admin_port`                  | 8080                 |
+//! | `metricsProvider.className`       | `metrics_enabled`             | off                  |
+//! | `metricsProvider.httpHost`        | `metrics_http_host`           | 0.0.0.0              |
+//! | `metricsProvider.httpPort`        | `metrics_http_port`           | 7000                 |
+//!
+//! Metrics are served (Prometheus text at `/metrics`) when `metricsProvider.className`
+//! names ZooKeeper's `org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider`;
+//! any other provider is an error.
 //!
 //! `DigestAuthenticationProvider.superDigest`, the name ZooKeeper itself
 //! reads, is accepted as a synonym for `superDigest`.
@@ -49,7 +59,7 @@
 //! file has been read, so `tickTime` may appear after the timeouts.
 //!
 //! Every other key — ZooKeeper keys Corral does not use yet (`electionAlg`,
-//! `quorumListenOnAllIPs`, `admin.*`, `metricsProvider.*`, ...) as well as
+//! `quorumListenOnAllIPs`, `admin.commandURL`, `metricsProvider.exportJvmInfo`, ...) as well as
 //! keys nobody knows — is collected in [`Config::unknown_keys`] so the
 //! caller can log it;
 //! [`is_zookeeper_key`] tells the two kinds apart, which helps spot typos
@@ -603,6 +613,18 @@ pub struct Config {
     /// `autopurge.purgeInterval`: hours between purges of old snapshots and the log
     /// segments they cover; 0 (the default, as in ZooKeeper) never purges.
     pub purge_interval_hours: u32,
+    /// `admin.enableServer`: serve the AdminServer over HTTP. Default true, as ZooKeeper.
+    pub admin_enabled: bool,
+    /// `admin.serverAddress`. Default 0.0.0.0, as ZooKeeper.
+    pub admin_address: IpAddr,
+    /// `admin.serverPort`. Default 8080, as ZooKeeper.
+    pub admin_port: u16,
+    /// `metricsProvider.className` is ZooKeeper's Prometheus provider: serve `/metrics`.
+    pub metrics_enabled: bool,
+    /// `metricsProvider.httpHost`: where `/metrics` listens. Default 0.0.0.0, as ZooKeeper.
+    pub metrics_http_host: IpAddr,
+    /// `metricsProvider.httpPort`. Default 7000, as ZooKeeper.
+    pub metrics_http_port: u16,
     /// Every `server.N` line, participants and observers, sorted by id.
     /// Empty for a standalone configuration; may hold one participant that
     /// ZooKeeper (and Corral) ignore (see [`Config::describes_ensemble`]).
@@ -628,6 +650,9 @@ pub struct Config {
     /// use yet as well as unknown ones (see [`is_zookeeper_key`]). The
     /// caller should log them.
     pub unknown_keys: Vec<String>,
+    /// The file's text as read at startup ([`Config::parse_file`]), for the AdminServer's
+    /// `initial_configuration`; `None` for a configuration that came from no file.
+    pub file_text: Option<String>,
 }
 
 impl Default for Config {
@@ -651,6 +676,12 @@ impl Default for Config {
             snap_count: 100_000,
             snap_retain_count: 3,
             purge_interval_hours: 0,
+            admin_enabled: true,
+            admin_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            admin_port: 8080,
+            metrics_enabled: false,
+            metrics_http_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            metrics_http_port: 7000,
             servers: Vec::new(),
             init_limit: None,
             sync_limit: None,
@@ -658,6 +689,7 @@ impl Default for Config {
             standalone_enabled: true,
             ensemble: None,
             unknown_keys: Vec::new(),
+            file_text: None,
         }
     }
 }
@@ -718,6 +750,20 @@ impl Config {
                 // ZooKeeper raises a retain count below 3 to 3; so do we.
                 "autopurge.snapRetainCount" => cfg.snap_retain_count = entry.count()?.max(3),
                 "autopurge.purgeInterval" => cfg.purge_interval_hours = entry.count()?,
+                "metricsProvider.className" => {
+                    if !entry.value.ends_with("PrometheusMetricsProvider") {
+                        return Err(entry.invalid(
+                            "the only metrics provider is ZooKeeper's \
+                             org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
+                        ));
+                    }
+                    cfg.metrics_enabled = true;
+                }
+                "metricsProvider.httpHost" => cfg.metrics_http_host = entry.ip_addr()?,
+                "admin.enableServer" => cfg.admin_enabled = entry.boolean()?,
+                "admin.serverAddress" => cfg.admin_address = entry.ip_addr()?,
+                "admin.serverPort" => cfg.admin_port = entry.port()?,
+                "metricsProvider.httpPort" => cfg.metrics_http_port = entry.port()?,
                 "initLimit" => cfg.init_limit = entry.limit()?,
                 "syncLimit" => cfg.sync_limit = entry.limit()?,
                 "peerType" => {
@@ -923,7 +969,9 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        Config::parse(&text)
+        let mut cfg = Config::parse(&text)?;
+        cfg.file_text = Some(text);
+        Ok(cfg)
     }
 
     /// The session timeout granted to a client that asked for
@@ -1354,6 +1402,12 @@ mod tests {
                 snap_count: 100_000,
                 snap_retain_count: 3,
                 purge_interval_hours: 0,
+                admin_enabled: true,
+                admin_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                admin_port: 8080,
+                metrics_enabled: false,
+                metrics_http_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                metrics_http_port: 7000,
                 servers: vec![ServerSpec {
                     id: 1,
                     host: "zoo1".into(),
@@ -1368,6 +1422,7 @@ mod tests {
                 standalone_enabled: false,
                 ensemble: None,
                 unknown_keys: vec![],
+                file_text: None,
             }
         );
     }
@@ -1408,10 +1463,12 @@ mod tests {
         );
         assert!(cfg.describes_ensemble());
         assert_eq!(cfg.ensemble, None, "parse alone does not read myid");
-        assert_eq!(
-            cfg.unknown_keys,
-            ["admin.enableServer", "metricsProvider.className"]
-        );
+        assert!(cfg.unknown_keys.is_empty(), "{:?}", cfg.unknown_keys);
+        assert!(!cfg.admin_enabled);
+        assert!(cfg.metrics_enabled);
+        assert_eq!(cfg.metrics_http_port, 7000);
+        let err = Config::parse("metricsProvider.className=com.example.Statsd\n").unwrap_err().to_string();
+        assert!(err.contains("PrometheusMetricsProvider"), "{err}");
     }
 
     #[test]

@@ -159,8 +159,18 @@ async fn run(
     }
     if let Some(cmd) = fourlw::parse(&buf[..4]) {
         let text = if cfg.four_letter_whitelist.allows(cmd) {
+            let mut word = cmd.to_string();
+            if cmd == "stmk" {
+                // The new mask follows as 8 bytes.
+                while buf.len() < 12 {
+                    if rd.read_buf(&mut buf).await? == 0 {
+                        return Ok(());
+                    }
+                }
+                word = format!("stmk {}", i64::from_be_bytes(buf[4..12].try_into().expect("8 bytes")));
+            }
             let (tx, rx) = oneshot::channel();
-            core.send(Msg::FourLetter { cmd: cmd.to_string(), reply: tx }).await.map_err(|_| ConnError::CoreGone)?;
+            core.send(Msg::FourLetter { cmd: word, reply: tx }).await.map_err(|_| ConnError::CoreGone)?;
             rx.await.map_err(|_| ConnError::CoreGone)?
         } else {
             format!("{cmd} is not executed because it is not in the whitelist.\n")

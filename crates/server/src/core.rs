@@ -14,6 +14,7 @@
 //! answered from the applied tree at once.
 
 use crate::config::Config;
+use crate::durable::SnapshotMsg;
 use crate::conn::Shared;
 use crate::encode;
 use crate::fourlw;
@@ -31,6 +32,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot};
 
 pub type ConnId = u64;
+
+/// Slots encoded per slice of a snapshot, between turns of the loop (about 0.1 ms of
+/// work; a million-node tree takes a few hundred slices).
+const SNAPSHOT_SLICE_SLOTS: u32 = 2048;
+const SNAPSHOT_SLICE_BYTES: usize = 256 * 1024;
 
 /// What the core sends a connection's writer.
 #[derive(Debug)]
@@ -123,6 +129,13 @@ pub enum Msg {
     Closed { conn: ConnId },
     /// A four-letter word, answered with its text.
     FourLetter { cmd: String, reply: oneshot::Sender<String> },
+    /// An AdminServer command (HTTP); the answer is its JSON.
+    Admin { cmd: String, reply: oneshot::Sender<serde_json::Value> },
+    /// `/metrics`: the `mntr` answer and the task queues' depths.
+    Metrics { reply: oneshot::Sender<(String, Vec<crate::metrics::QueueDepth>)> },
+    /// Stop: answer what is in flight, then close every connection (sessions live on, and
+    /// their clients move to another server), then reply.
+    Shutdown { reply: oneshot::Sender<()> },
     /// A new TCP connection was accepted.
     Opened { conn: ConnId, addr: SocketAddr, shared: Arc<Shared> },
 }
@@ -241,9 +254,15 @@ pub struct Core {
     pub(crate) outstanding: Outstanding,
     /// Proposed transactions in zxid order.
     pub(crate) proposed: VecDeque<Proposed>,
-    /// Where to ask for snapshots, and after how many more applied transactions.
-    snapshots: Option<std::sync::mpsc::Sender<i64>>,
+    /// Where snapshots are streamed, and after how many more applied transactions the
+    /// next begins.
+    snapshots: Option<mpsc::Sender<SnapshotMsg>>,
     until_snapshot: u64,
+    /// The zxid of a snapshot whose body is all sent, until it is durable in the log and
+    /// the snapshot thread told to finish.
+    snapshot_sent: Option<i64>,
+    /// How far our log is durable (with applied transactions), as last heard.
+    durable_through: i64,
     /// The log stopped taking writes: writes are refused, reads go on.
     log_failed: bool,
     pub(crate) sessions: HashMap<i64, Session>,
@@ -254,6 +273,12 @@ pub struct Core {
     pub(crate) packets_sent: u64,
     pub(crate) latency: Latency,
     pub(crate) auth_failed: u64,
+    /// The trace mask `gtmk` reports and `stmk` sets (ZooKeeper's default, 306; Corral
+    /// traces through `RUST_LOG`, so it changes nothing else).
+    pub(crate) trace_mask: i64,
+    /// Set by [`Msg::Shutdown`]: told once the requests in flight are answered and the
+    /// connections closed; the flag says the connections were told to close.
+    stopping: Option<(oneshot::Sender<()>, bool)>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -297,6 +322,8 @@ impl Core {
             proposed: VecDeque::new(),
             snapshots: None,
             until_snapshot: u64::MAX,
+            snapshot_sent: None,
+            durable_through: 0,
             log_failed: false,
             sessions,
             conns: HashMap::new(),
@@ -306,11 +333,13 @@ impl Core {
             packets_sent: 0,
             latency: Latency::default(),
             auth_failed: 0,
+            stopping: None,
+            trace_mask: 306,
         }
     }
 
     /// Takes a snapshot through `to` every so many transactions (zoo.cfg `snapCount`).
-    pub fn with_snapshots(mut self, to: std::sync::mpsc::Sender<i64>) -> Core {
+    pub fn with_snapshots(mut self, to: mpsc::Sender<SnapshotMsg>) -> Core {
         self.snapshots = Some(to);
         self.until_snapshot = self.next_snapshot_gap();
         self
@@ -331,11 +360,16 @@ impl Core {
         let mut containers =
             tokio::time::interval(Duration::from_millis(self.cfg.container_check_interval_ms.max(1)));
         containers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let snapshots = self.snapshot_queue();
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(m) => self.handle(m),
                     None => return,
+                },
+                room = snapshots.reserve(), if self.snapshot_wants_room() => match room {
+                    Ok(room) => self.snapshot_step(room),
+                    Err(_) => self.snapshot_thread_gone(),
                 },
                 zxid = durable.recv(), if !self.log_failed => match zxid {
                     Some(zxid) => self.on_durable(zxid),
@@ -344,6 +378,35 @@ impl Core {
                 },
                 _ = expiry.tick() => self.expire_sessions(Instant::now()),
                 _ = containers.tick() => self.reap_containers(),
+            }
+            self.finish_stopping_when_idle();
+        }
+    }
+
+    /// Once stopping and nothing is in flight (no write waiting for the log or the leader,
+    /// no request queued behind one), closes every connection after what it has queued,
+    /// and once they are all gone says it is done.
+    pub(crate) fn finish_stopping_when_idle(&mut self) {
+        let Some((_, closing)) = &self.stopping else { return };
+        if !*closing {
+            let busy = !self.proposed.is_empty() && !self.log_failed
+                || self.sessions.values().any(|s| s.pending_writes > 0 || !s.queue.is_empty());
+            if busy {
+                return;
+            }
+            let conns: Vec<(ConnId, bool)> = self.conns.iter().map(|(id, c)| (*id, c.out.is_some())).collect();
+            for (c, handshaken) in conns {
+                // Flush what a session's connection has queued; cut one that never
+                // finished its handshake.
+                self.close_conn(c, handshaken);
+            }
+            if let Some((_, closing)) = &mut self.stopping {
+                *closing = true;
+            }
+        }
+        if self.conns.is_empty() {
+            if let Some((done, _)) = self.stopping.take() {
+                let _ = done.send(());
             }
         }
     }
@@ -359,6 +422,17 @@ impl Core {
             Msg::Closed { conn } => self.closed(conn),
             Msg::FourLetter { cmd, reply } => {
                 let _ = reply.send(fourlw::answer(self, &cmd));
+            }
+            Msg::Admin { cmd, reply } => {
+                let _ = reply.send(crate::admin::answer(self, &cmd));
+            }
+            Msg::Metrics { reply } => {
+                let mntr = fourlw::answer(self, "mntr");
+                let _ = reply.send((mntr, crate::metrics::queue_depths(&self.tree)));
+            }
+            Msg::Shutdown { reply } => {
+                tracing::info!("shutting down: answering the requests in flight, then closing every connection");
+                self.stopping = Some((reply, false));
             }
         }
     }
@@ -446,16 +520,74 @@ impl Core {
         }
     }
 
-    /// Asks for a snapshot once enough transactions were applied since the last, as of
-    /// the last applied zxid that is durable in our log (`durable_through` or before):
-    /// the snapshot thread rebuilds that state from the log.
+    /// Begins a snapshot of the live tree once enough transactions were applied since the
+    /// last (if none is under way), and notes how far the log is durable (`durable_through`:
+    /// applied transactions up to there are in our log), which a snapshot must wait for
+    /// before it is made final.
     pub(crate) fn maybe_snapshot(&mut self, durable_through: i64) {
-        if self.until_snapshot == 0 {
-            if let Some(to) = &self.snapshots {
-                let _ = to.send(self.tree.last_zxid().min(durable_through));
-            }
-            self.until_snapshot = self.next_snapshot_gap();
+        self.durable_through = durable_through;
+        if self.until_snapshot != 0 {
+            return;
         }
+        self.until_snapshot = self.next_snapshot_gap();
+        let Some(to) = &self.snapshots else { return };
+        if self.tree.snapshot_in_progress().is_some() || self.snapshot_sent.is_some() {
+            tracing::info!("the last snapshot is not written yet; skipping this one");
+            return;
+        }
+        let (zxid, header) = self.tree.begin_snapshot();
+        if to.try_send(SnapshotMsg::Begin { zxid, header }).is_err() {
+            tracing::warn!("the snapshot thread is busy; skipping this snapshot");
+            self.tree.abandon_snapshot();
+        }
+    }
+
+    /// Whether the snapshot under way has something to send: a slice, or the word to
+    /// finish. The loop then waits for room on the snapshot thread's queue and calls
+    /// [`Core::snapshot_step`].
+    pub(crate) fn snapshot_wants_room(&self) -> bool {
+        self.tree.snapshot_in_progress().is_some() || self.snapshot_sent.is_some_and(|z| z <= self.durable_through)
+    }
+
+    /// Sends the next slice of the snapshot under way, or, once it is all sent and its
+    /// zxid durable in the log, tells the snapshot thread to finish the file.
+    pub(crate) fn snapshot_step(&mut self, room: mpsc::Permit<'_, SnapshotMsg>) {
+        if let Some(zxid) = self.tree.snapshot_in_progress() {
+            let mut chunk = Vec::with_capacity(SNAPSHOT_SLICE_BYTES);
+            if self.tree.continue_snapshot(SNAPSHOT_SLICE_SLOTS, &mut chunk) {
+                self.snapshot_sent = Some(zxid);
+            }
+            room.send(SnapshotMsg::Chunk(chunk));
+        } else if self.snapshot_sent.is_some_and(|z| z <= self.durable_through) {
+            self.snapshot_sent = None;
+            room.send(SnapshotMsg::Finish);
+        }
+    }
+
+    /// Drops the snapshot under way (the tree it was of is being replaced).
+    pub(crate) fn abandon_snapshot(&mut self) {
+        if self.tree.snapshot_in_progress().is_some() || self.snapshot_sent.is_some() {
+            self.tree.abandon_snapshot();
+            self.snapshot_sent = None;
+            // If the queue is full, the thread drops this one when the next begins.
+            if let Some(to) = &self.snapshots {
+                let _ = to.try_send(SnapshotMsg::Abandon);
+            }
+        }
+    }
+
+    /// The snapshot thread is gone (it cannot have stopped on its own but by a bug): no
+    /// more snapshots; the log keeps everything.
+    pub(crate) fn snapshot_thread_gone(&mut self) {
+        tracing::error!("the snapshot thread stopped; no more snapshots are taken (the log keeps everything)");
+        self.tree.abandon_snapshot();
+        self.snapshot_sent = None;
+        self.snapshots = None;
+    }
+
+    /// The sender the loop waits on for room (one that never has room without snapshots).
+    pub(crate) fn snapshot_queue(&self) -> mpsc::Sender<SnapshotMsg> {
+        self.snapshots.clone().unwrap_or_else(|| mpsc::channel(1).0)
     }
 
     /// The log can take no more writes. What was proposed will never be acknowledged:
@@ -609,8 +741,9 @@ impl Core {
         reply: oneshot::Sender<Handshake>,
         revalidated: bool,
     ) {
-        if !self.serving() {
-            // An ensemble member between leaders: the client tries another server.
+        if !self.serving() || self.stopping.is_some() {
+            // An ensemble member between leaders, or a server on its way out: the client
+            // tries another server.
             let _ = reply.send(Handshake::Refused(None));
             return;
         }

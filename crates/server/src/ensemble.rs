@@ -57,9 +57,10 @@ fn settings(cfg: &Config, ens: &Ensemble) -> Settings {
         init_limit: ens.init_limit,
         sync_limit: ens.sync_limit,
         // ZooKeeper's timing, but a LOOKING member resends its vote at least every 2 s
-        // rather than backing off to 60 s: one whose first notifications went out before
-        // its election links were up was seen to stay LOOKING for over 30 s while the
-        // others had formed a quorum (test ensembles starting on a loaded machine).
+        // rather than backing off to 60 s. A member whose first notifications went out
+        // before its election links were up (and were dropped) was seen to stay LOOKING
+        // for over 30 s while the others had formed a quorum; it now also sends its vote
+        // on each election link as the link comes up, and this bound is the fallback.
         election: Timing { resend_max_ms: 2_000, ..Timing::default() },
         history_window: HISTORY_WINDOW,
     }
@@ -92,6 +93,8 @@ pub(crate) struct Member {
     purges: std::sync::mpsc::Receiver<Zxid>,
     /// When this learner last told the leader which sessions are alive.
     last_touch_report: Instant,
+    /// Transactions appended since the last sync started (for the group-commit metric).
+    unsynced_txns: usize,
 }
 
 enum PendingSync {
@@ -189,6 +192,50 @@ pub(crate) fn monitor_rows(core: &Core) -> Vec<(&'static str, String)> {
     rows
 }
 
+/// The AdminServer's `leader`: whether this member leads, and who does.
+pub(crate) fn leader_json(core: &Core) -> serde_json::Value {
+    let (Some(role), Some(ens)) = (core.zab_role(), core.cfg.ensemble.as_ref()) else {
+        return serde_json::json!({ "error": "server is not initialized" });
+    };
+    let leader = match role {
+        Role::Leading { .. } => Some(ens.my_id),
+        Role::Following { leader, .. } | Role::Observing { leader, .. } => Some(leader),
+        Role::Looking => None,
+    };
+    let ip = leader.and_then(|id| ens.servers.iter().find(|s| s.id == id)).map(|s| s.host.clone());
+    serde_json::json!({ "is_leader": matches!(role, Role::Leading { .. }), "leader_id": leader, "leader_ip": ip })
+}
+
+/// The AdminServer's `voting_view`: every member as ZooKeeper prints a server line.
+pub(crate) fn voting_view_json(core: &Core) -> serde_json::Value {
+    let mut view = serde_json::Map::new();
+    for s in core.cfg.ensemble.iter().flat_map(|e| &e.servers) {
+        let role = if matches!(s.role, crate::config::Role::Observer) { "observer" } else { "participant" };
+        let client = s.client.as_ref().map_or(String::new(), |c| {
+            format!(";{}:{}", c.host.as_deref().unwrap_or("0.0.0.0"), c.port)
+        });
+        view.insert(s.id.to_string(), format!("{}:{}:{}:{role}{client}", s.host, s.quorum_port, s.election_port).into());
+    }
+    serde_json::json!({ "current_config": view })
+}
+
+/// The AdminServer's `zabstate`: whether this member votes, and its Zab phase.
+pub(crate) fn zabstate_json(core: &Core) -> serde_json::Value {
+    let Some(role) = core.zab_role() else { return serde_json::json!({ "voting": false, "zabstate": "" }) };
+    let voting = core.cfg.ensemble.as_ref().is_some_and(|e| e.voters().any(|s| s.id == e.my_id));
+    let state = if matches!(role, Role::Looking) { "election" } else { "broadcast" };
+    serde_json::json!({ "voting": voting, "zabstate": state })
+}
+
+/// The AdminServer's `observers`: on a leader, how many observers are synced.
+pub(crate) fn observers_json(core: &Core) -> serde_json::Value {
+    let synced = match &core.repl {
+        Repl::Member(m) if matches!(m.role, Role::Leading { .. }) => m.peer.leader_stats().map_or(0, |s| s.synced_observers),
+        _ => 0,
+    };
+    serde_json::json!({ "synced_observers": synced, "observers": [] })
+}
+
 /// A member ready to run: its core (with the tree recovered from disk) and the quorum
 /// messages it will receive.
 pub(crate) struct Started {
@@ -253,6 +300,7 @@ pub(crate) async fn start(cfg: Arc<Config>) -> Result<Started, ServerError> {
         next_sync: 1,
         purges,
         last_touch_report: Instant::now(),
+        unsynced_txns: 0,
     };
     let core = Core::with_repl(cfg.clone(), Repl::Member(Box::new(member)), tree, ens.my_id as i64)
         .with_snapshots(snapshotter);
@@ -583,6 +631,7 @@ impl Core {
 
     /// Serves a tree rebuilt from disk or received from the leader.
     fn replace_tree(&mut self, tree: DataTree) {
+        self.abandon_snapshot();
         self.tree = tree;
         self.sessions = crate::core::sessions_of(&self.tree);
         crate::durable::release_free_memory();
@@ -638,6 +687,7 @@ impl Core {
         if !m.unlogged.is_empty() {
             let txns = std::mem::take(&mut m.unlogged);
             m.store.append_unsynced(&txns).unwrap_or_else(|e| fatal(e));
+            m.unsynced_txns += txns.len();
         }
         if m.syncing {
             return;
@@ -645,8 +695,13 @@ impl Core {
         let Some(sync) = m.store.detached_sync().unwrap_or_else(|e| fatal(e)) else { return };
         m.syncing = true;
         let (gen, tx) = (m.sync_gen, m.synced_tx.clone());
+        let txns = std::mem::take(&mut m.unsynced_txns);
         tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
             sync.run().unwrap_or_else(|e| fatal(e.into()));
+            let metrics = crate::metrics::metrics();
+            metrics.fsync_seconds.observe(started.elapsed().as_secs_f64());
+            metrics.group_commit.observe(txns as f64);
             let _ = tx.send((gen, sync));
         });
     }
@@ -775,12 +830,17 @@ impl Core {
         let mut containers = tokio::time::interval(Duration::from_millis(self.cfg.container_check_interval_ms.max(1)));
         containers.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut synced_rx = self.member().and_then(|m| m.synced_rx.take()).expect("run once");
+        let snapshots = self.snapshot_queue();
         self.run_actions();
         loop {
             let wake = self.member().and_then(|m| m.peer.next_wakeup_ms());
             let wake_in = wake.map_or(1000, |w| w.saturating_sub(now_ms()).min(1000));
             tokio::select! {
                 Some((gen, sync)) = synced_rx.recv() => self.on_synced_log(gen, sync),
+                room = snapshots.reserve(), if self.snapshot_wants_room() => match room {
+                    Ok(room) => self.snapshot_step(room),
+                    Err(_) => self.snapshot_thread_gone(),
+                },
                 m = inbox.recv() => match m {
                     Some(m) => {
                         self.on_inbound(m);
@@ -826,6 +886,7 @@ impl Core {
                 m.actions.extend(more);
             }
             self.run_actions();
+            self.finish_stopping_when_idle();
         }
     }
 
@@ -834,6 +895,7 @@ impl Core {
         let more = match m {
             Inbound::Message { from, msg } => member.peer.on_message(from, msg, now_ms()),
             Inbound::Disconnected { peer } => member.peer.disconnected(peer),
+            Inbound::ElectionUp { peer } => member.peer.election_link_up(peer, now_ms()),
         };
         member.actions.extend(more);
     }

@@ -33,9 +33,40 @@ fn dir_size(path: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// Bytes under dataDir and under the transaction log's directory (`dirs`).
+pub(crate) fn dir_sizes(cfg: &crate::config::Config) -> (u64, u64) {
+    (dir_size(&cfg.data_dir), dir_size(cfg.data_log_dir.as_ref().unwrap_or(&cfg.data_dir)))
+}
+
+/// Open file descriptors and the limit on them (ZooKeeper reports both on Unix).
+fn file_descriptors() -> Option<(usize, u64)> {
+    let open = std::fs::read_dir("/proc/self/fd").ok()?.count();
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit writes into the struct we pass; no other pointers.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return None;
+    }
+    Some((open, limit.rlim_cur))
+}
+
+/// What `envi` reports, with ZooKeeper's names.
+pub(crate) fn environment() -> Vec<(&'static str, String)> {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    let dir = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
+    vec![
+        ("zookeeper.version", VERSION.to_string()),
+        ("host.name", host.trim().to_string()),
+        ("os.name", std::env::consts::OS.to_string()),
+        ("os.arch", std::env::consts::ARCH.to_string()),
+        ("user.name", std::env::var("USER").unwrap_or_default()),
+        ("user.home", std::env::var("HOME").unwrap_or_default()),
+        ("user.dir", dir),
+    ]
+}
+
 /// ZooKeeper counts the root twice in its node table (as "/" and ""); its reports show
 /// that count, so ours do too.
-fn reported_node_count(core: &Core) -> usize {
+pub(crate) fn reported_node_count(core: &Core) -> usize {
     core.tree.node_count() + 1
 }
 
@@ -122,15 +153,9 @@ pub fn answer(core: &mut Core, cmd: &str) -> String {
         }
         "envi" => {
             out.push_str("Environment:\n");
-            let _ = writeln!(out, "zookeeper.version={VERSION}");
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
-            let _ = writeln!(out, "host.name={}", host.trim());
-            let _ = writeln!(out, "os.name={}", std::env::consts::OS);
-            let _ = writeln!(out, "os.arch={}", std::env::consts::ARCH);
-            let _ = writeln!(out, "user.name={}", std::env::var("USER").unwrap_or_default());
-            let _ = writeln!(out, "user.home={}", std::env::var("HOME").unwrap_or_default());
-            let dir = std::env::current_dir().map(|d| d.display().to_string()).unwrap_or_default();
-            let _ = writeln!(out, "user.dir={dir}");
+            for (k, v) in environment() {
+                let _ = writeln!(out, "{k}={v}");
+            }
         }
         "wchs" => {
             let w = &core.tree.watches;
@@ -138,9 +163,9 @@ pub fn answer(core: &mut Core, cmd: &str) -> String {
             let _ = writeln!(out, "Total watches:{}", w.count());
         }
         "dirs" => {
-            let _ = writeln!(out, "datadir_size: {}", dir_size(&cfg.data_dir));
-            let log = cfg.data_log_dir.as_ref().unwrap_or(&cfg.data_dir);
-            let _ = writeln!(out, "logdir_size: {}", dir_size(log));
+            let (data, log) = dir_sizes(cfg);
+            let _ = writeln!(out, "datadir_size: {data}");
+            let _ = writeln!(out, "logdir_size: {log}");
         }
         "mntr" => {
             let l = core.latency;
@@ -165,6 +190,10 @@ pub fn answer(core: &mut Core, cmd: &str) -> String {
                 ("zk_uptime", core.started.elapsed().as_millis().to_string()),
             ];
             let mut rows = rows;
+            if let Some((open, max)) = file_descriptors() {
+                rows.push(("zk_open_file_descriptor_count", open.to_string()));
+                rows.push(("zk_max_file_descriptor_count", max.to_string()));
+            }
             rows.extend(crate::ensemble::monitor_rows(core));
             for (k, v) in rows {
                 let _ = writeln!(out, "{k}\t{v}");
@@ -201,7 +230,17 @@ pub fn answer(core: &mut Core, cmd: &str) -> String {
             core.packets_sent = 0;
             out.push_str("Server stats reset.\n");
         }
-        "gtmk" => out.push_str("306"),
+        "gtmk" => out.push_str(&core.trace_mask.to_string()),
+        "hash" => {
+            let _ = writeln!(out, "{:x}: {}", core.tree.last_zxid(), core.tree.digest());
+        }
+        stmk if stmk.starts_with("stmk ") => {
+            // The connection read the 8-byte mask that follows the word.
+            if let Ok(mask) = stmk[5..].parse() {
+                core.trace_mask = mask;
+            }
+            out.push_str(&core.trace_mask.to_string());
+        }
         "dump" => {
             out.push_str("SessionTracker dump:\n");
             let now = std::time::Instant::now();

@@ -17,6 +17,7 @@
 //! [`Server::bind`] then [`Server::run`] start a standalone server, or an ensemble member
 //! when `zoo.cfg` describes an ensemble (see [`config`] and docs/zab.md).
 
+pub mod admin;
 pub mod config;
 mod conn;
 pub mod core;
@@ -24,16 +25,17 @@ pub mod durable;
 mod encode;
 mod ensemble;
 mod fourlw;
+pub mod metrics;
 pub mod quorum;
 pub mod replica;
 
 use crate::config::Config;
-use crate::core::Core;
+use crate::core::{Core, Msg};
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 /// How many messages may wait for the core before connection readers pause; this is what
 /// pushes back on clients that send faster than the server applies.
@@ -68,6 +70,10 @@ pub enum ServerError {
 pub struct Server {
     cfg: Arc<Config>,
     listener: TcpListener,
+    /// `/metrics`, when `metricsProvider.className` asks for it.
+    metrics: Option<TcpListener>,
+    /// The AdminServer, unless `admin.enableServer=false` (or its port was taken).
+    admin: Option<TcpListener>,
     core: Core,
     feed: Feed,
 }
@@ -88,6 +94,36 @@ pub fn log_dir(cfg: &Config) -> std::path::PathBuf {
 /// Where snapshots live: `<dataDir>/snapshots`.
 pub fn snapshot_dir(cfg: &Config) -> std::path::PathBuf {
     cfg.data_dir.join("snapshots")
+}
+
+/// Binds `/metrics`'s port if `metricsProvider.className` asks for it.
+async fn bind_metrics(cfg: &Config) -> Result<Option<TcpListener>, ServerError> {
+    if !cfg.metrics_enabled {
+        return Ok(None);
+    }
+    let addr = SocketAddr::new(cfg.metrics_http_host, cfg.metrics_http_port);
+    let l = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+    tracing::info!(%addr, "serving Prometheus metrics at /metrics");
+    Ok(Some(l))
+}
+
+/// Binds the AdminServer's port unless `admin.enableServer=false`. As in ZooKeeper, a
+/// port that cannot be had is logged and the server runs without it.
+async fn bind_admin(cfg: &Config) -> Option<TcpListener> {
+    if !cfg.admin_enabled {
+        return None;
+    }
+    let addr = SocketAddr::new(cfg.admin_address, cfg.admin_port);
+    match TcpListener::bind(addr).await {
+        Ok(l) => {
+            tracing::info!(%addr, "AdminServer at /commands");
+            Some(l)
+        }
+        Err(e) => {
+            tracing::warn!(%addr, error = %e, "could not start the AdminServer; running without it (admin.serverPort, or admin.enableServer=false)");
+            None
+        }
+    }
 }
 
 impl Server {
@@ -116,7 +152,8 @@ impl Server {
             let started = ensemble::start(cfg.clone()).await?;
             let addr = SocketAddr::new(cfg.client_port_address, cfg.client_port);
             let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-            return Ok(Server { cfg, listener, core: started.core, feed: Feed::Quorum(started.inbox) });
+            let (metrics, admin) = (bind_metrics(&cfg).await?, bind_admin(&cfg).await);
+            return Ok(Server { cfg, listener, metrics, admin, core: started.core, feed: Feed::Quorum(started.inbox) });
         }
         let dir = log_dir(&cfg);
         let snap_dir = snapshot_dir(&cfg);
@@ -171,57 +208,95 @@ impl Server {
         let core = Core::recovered(cfg.clone(), Box::new(writer), tree).with_snapshots(snapshotter);
         let addr = SocketAddr::new(cfg.client_port_address, cfg.client_port);
         let listener = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
-        Ok(Server { cfg, listener, core, feed: Feed::Durable(durable) })
+        let (metrics, admin) = (bind_metrics(&cfg).await?, bind_admin(&cfg).await);
+        Ok(Server { cfg, listener, metrics, admin, core, feed: Feed::Durable(durable) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound listener has an address")
     }
 
+    /// Where the AdminServer listens, if it does.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// Where `/metrics` is served, if it is.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves clients until the process ends.
     pub async fn run(self) {
+        self.run_until(std::future::pending()).await
+    }
+
+    /// Serves clients until `stop` completes; then stops taking connections, answers the
+    /// requests in flight, closes every connection (sessions live on: their clients move
+    /// to another server, or come back after a restart) and returns. Gives up waiting
+    /// for the requests in flight after 10 s.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
         let (tx, rx) = mpsc::channel(CORE_QUEUE);
         match self.feed {
             Feed::Durable(durable) => tokio::spawn(self.core.run(rx, durable)),
             Feed::Quorum(inbox) => tokio::spawn(self.core.run_member(rx, inbox)),
         };
-        let base = std::time::Instant::now();
-        let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
-        let mut next_conn = 1u64;
-        loop {
-            let (stream, addr) = match self.listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    // Out of file descriptors and the like: log, wait, go on.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                    continue;
-                }
-            };
-            let max = self.cfg.max_client_cnxns;
-            {
-                let mut m = per_ip.lock().unwrap();
-                let n = m.entry(addr.ip()).or_insert(0);
-                if max > 0 && *n >= max {
-                    tracing::warn!(client = %addr, max, "too many connections from this address; closing");
-                    drop(stream);
-                    continue;
-                }
-                *n += 1;
-            }
-            let conn = next_conn;
-            next_conn += 1;
-            let (cfg, core, per_ip) = (self.cfg.clone(), tx.clone(), per_ip.clone());
-            tokio::spawn(async move {
-                conn::serve(stream, addr, conn, base, cfg, core).await;
-                let mut m = per_ip.lock().unwrap();
-                if let Some(n) = m.get_mut(&addr.ip()) {
-                    *n -= 1;
-                    if *n == 0 {
-                        m.remove(&addr.ip());
+        if let Some(l) = self.metrics {
+            tokio::spawn(metrics::serve(l, tx.clone()));
+        }
+        if let Some(l) = self.admin {
+            tokio::spawn(admin::serve(l, tx.clone()));
+        }
+        let core = tx.clone();
+        let accept = async move {
+            let base = std::time::Instant::now();
+            let per_ip: Arc<Mutex<HashMap<IpAddr, u32>>> = Arc::default();
+            let mut next_conn = 1u64;
+            loop {
+                let (stream, addr) = match self.listener.accept().await {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // Out of file descriptors and the like: log, wait, go on.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        continue;
                     }
+                };
+                let max = self.cfg.max_client_cnxns;
+                {
+                    let mut m = per_ip.lock().unwrap();
+                    let n = m.entry(addr.ip()).or_insert(0);
+                    if max > 0 && *n >= max {
+                        tracing::warn!(client = %addr, max, "too many connections from this address; closing");
+                        drop(stream);
+                        continue;
+                    }
+                    *n += 1;
                 }
-            });
+                let conn = next_conn;
+                next_conn += 1;
+                let (cfg, core, per_ip) = (self.cfg.clone(), tx.clone(), per_ip.clone());
+                tokio::spawn(async move {
+                    conn::serve(stream, addr, conn, base, cfg, core).await;
+                    let mut m = per_ip.lock().unwrap();
+                    if let Some(n) = m.get_mut(&addr.ip()) {
+                        *n -= 1;
+                        if *n == 0 {
+                            m.remove(&addr.ip());
+                        }
+                    }
+                });
+            }
+        };
+        tokio::select! {
+            _ = accept => {}
+            _ = stop => {}
+        }
+        let (reply, done) = oneshot::channel();
+        if core.send(Msg::Shutdown { reply }).await.is_ok()
+            && tokio::time::timeout(std::time::Duration::from_secs(10), done).await.is_err()
+        {
+            tracing::warn!("requests still in flight after 10 s; stopping anyway");
         }
     }
 }

@@ -1,0 +1,120 @@
+//! The AdminServer (zoo.cfg `admin.*`): ZooKeeper's HTTP commands as JSON, and Corral's
+//! /health and /ready.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+use zookeeper_client as zk;
+
+async fn get(port: u16, path: &str) -> (String, String) {
+    let path = path.to_string();
+    tokio::task::spawn_blocking(move || http_get(port, &path)).await.unwrap()
+}
+
+async fn command(port: u16, name: &str) -> Value {
+    let (status, body) = get(port, &format!("/commands/{name}")).await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{name}: {status}");
+    let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{name}: {e}: {body}"));
+    assert_eq!(v["command"], name, "{body}");
+    v
+}
+
+#[tokio::test]
+async fn every_command_answers_json_with_zookeepers_fields() {
+    let port = free_port();
+    let server = Server::start_with(&[
+        "admin.enableServer=true",
+        "admin.serverAddress=127.0.0.1",
+        &format!("admin.serverPort={port}"),
+    ]);
+    let client = server.connect().await;
+    let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
+    client.create("/a", b"data", &open).await.unwrap();
+    client.create("/e", b"", &zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all())).await.unwrap();
+    let (_, _, _watch) = client.get_and_watch_data("/a").await.unwrap();
+    let session = client.session_id().0;
+
+    let m = command(port, "monitor").await;
+    assert!(m["znode_count"].as_i64().unwrap() >= 7, "{m}");
+    assert_eq!(m["server_state"], "standalone");
+    assert_eq!(m["watch_count"], 1);
+    assert_eq!(m["ephemerals_count"], 1);
+    assert!(m["avg_latency"].is_number() && m["packets_received"].as_i64().unwrap() >= 3, "{m}");
+
+    let s = command(port, "server_stats").await;
+    assert_eq!(s["server_stats"]["server_state"], "standalone");
+    assert_eq!(s["server_stats"]["num_alive_client_connections"], 1);
+    assert!(s["server_stats"]["last_processed_zxid"].as_i64().unwrap() >= 3, "{s}");
+    assert_eq!(s["read_only"], false);
+    assert!(s["node_count"].as_i64().unwrap() >= 7);
+    let stats = command(port, "stats").await;
+    assert_eq!(stats["connections"].as_array().unwrap().len(), 1, "{stats}");
+
+    let c = command(port, "configuration").await;
+    assert_eq!(c["client_port"], server.port());
+    assert_eq!(c["tick_time"], 3000);
+    assert_eq!(c["server_id"], 0);
+
+    let conns = command(port, "connections").await;
+    let conns = conns["connections"].as_array().unwrap();
+    assert_eq!(conns.len(), 1);
+    assert_eq!(conns[0]["session_id"], session);
+    assert!(conns[0]["remote_socket_address"].as_str().unwrap().starts_with("127.0.0.1:"));
+
+    let w = command(port, "watch_summary").await;
+    assert_eq!((w["num_connections"].as_i64(), w["num_paths"].as_i64(), w["num_total_watches"].as_i64()), (Some(1), Some(1), Some(1)));
+    let w = command(port, "watches").await;
+    assert_eq!(w["session_id_to_watched_paths"][session.to_string()], serde_json::json!(["/a"]), "{w}");
+    let w = command(port, "watches_by_path").await;
+    assert_eq!(w["path_to_session_ids"]["/a"], serde_json::json!([session]), "{w}");
+    let d = command(port, "dump").await;
+    assert_eq!(d["session_id_to_ephemeral_paths"][session.to_string()], serde_json::json!(["/e"]), "{d}");
+    let expiring: Vec<&Value> = d["expiry_time_to_session_ids"].as_object().unwrap().values().collect();
+    assert_eq!(expiring, [&serde_json::json!([session])], "{d}");
+
+    assert_eq!(command(port, "is_read_only").await["read_only"], false);
+    assert!(command(port, "dirs").await["datadir_size"].as_u64().unwrap() > 0);
+    assert_eq!(command(port, "zabstate").await["zabstate"], "");
+    assert!(command(port, "environment").await["zookeeper.version"].as_str().unwrap().contains("corral"));
+
+    // The list links every command, and each answers (last: `stat_reset` and
+    // `connection_stat_reset` zero the counters checked above).
+    let (status, list) = get(port, "/commands").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    for name in corral_server::admin::COMMANDS {
+        assert!(list.contains(&format!("href=\"/commands/{name}\"")), "{name} not listed: {list}");
+        let v = command(port, name).await;
+        // Standalone, `leader` says so as ZooKeeper does; everything else succeeds.
+        if *name == "leader" {
+            assert_eq!(v["error"], "server is not initialized");
+        } else if *name == "set_trace_mask" {
+            assert_eq!(v["error"], "Missing or invalid traceMask");
+        } else {
+            assert!(v["error"].is_null(), "{name}: {v}");
+        }
+    }
+
+    let (_, body) = get(port, "/commands/set_trace_mask?traceMask=255").await;
+    assert!(body.contains("\"tracemask\": 255"), "{body}");
+    assert_eq!(command(port, "get_trace_mask").await["tracemask"], 255);
+    let initial = command(port, "initial_configuration").await;
+    assert!(initial["initial_configuration"].as_str().unwrap().contains(&format!("admin.serverPort={port}")), "{initial}");
+    assert!(command(port, "system_properties").await["os.name"].is_string());
+
+    let unknown = command(port, "nosuch").await;
+    assert_eq!(unknown["error"], "Unknown command: nosuch");
+
+    let (status, _) = get(port, "/health").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let (status, body) = get(port, "/ready").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status} {body}");
+}
+
+#[test]
+fn a_taken_admin_port_is_logged_and_the_server_runs_on() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let server = Server::start_with(&["admin.enableServer=true", "admin.serverAddress=127.0.0.1", &format!("admin.serverPort={port}")]);
+    assert_eq!(server.four_letter("ruok"), "imok");
+}
