@@ -72,9 +72,13 @@ struct ServerArgs {
     /// Super user digest, `super:<base64 sha1>` (overrides superDigest).
     #[arg(long, value_name = "DIGEST")]
     super_digest: Option<String>,
-    /// Log as JSON lines instead of human-readable text.
+    /// Log as JSON lines instead of human-readable text (also zoo.cfg's logFormat=json).
     #[arg(long)]
     log_json: bool,
+    /// What to log: info, warn, debug, or per module (`corral_server=debug,info`).
+    /// Wins over RUST_LOG and zoo.cfg's logLevel; the default is info.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -92,15 +96,6 @@ fn main() -> ExitCode {
 }
 
 fn server(args: ServerArgs) -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if args.log_json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-
     let mut cfg = match &args.config {
         // myid is read below, once --data-dir may have moved the data directory.
         Some(path) => match Config::parse_file(path) {
@@ -112,6 +107,27 @@ fn server(args: ServerArgs) -> ExitCode {
         },
         None => Config::default(),
     };
+    // The level: --log-level, else RUST_LOG, else zoo.cfg's logLevel, else info.
+    let level = args
+        .log_level
+        .clone()
+        .or_else(|| std::env::var("RUST_LOG").ok().filter(|v| !v.is_empty()))
+        .or_else(|| cfg.log_level.clone())
+        .unwrap_or_else(|| "info".to_string());
+    let filter = match tracing_subscriber::EnvFilter::try_new(&level) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("corral: log level '{level}' (from --log-level, RUST_LOG or logLevel): {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if args.log_json || cfg.log_json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+
     for key in &cfg.unknown_keys {
         if is_zookeeper_key(key) {
             tracing::info!(key = %key, "ignoring a zoo.cfg key this version of Corral does not use");

@@ -118,3 +118,21 @@ fn a_taken_admin_port_is_logged_and_the_server_runs_on() {
     let server = Server::start_with(&["admin.enableServer=true", "admin.serverAddress=127.0.0.1", &format!("admin.serverPort={port}")]);
     assert_eq!(server.four_letter("ruok"), "imok");
 }
+
+#[test]
+fn admin_command_url_moves_the_commands() {
+    let port = free_port();
+    let _server = Server::start_with(&[
+        "admin.enableServer=true",
+        "admin.serverAddress=127.0.0.1",
+        &format!("admin.serverPort={port}"),
+        "admin.commandURL=/zk/admin/",
+    ]);
+    let (status, body) = http_get(port, "/zk/admin/ruok");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(body.contains("\"command\": \"ruok\""), "{body}");
+    let (_, list) = http_get(port, "/zk/admin");
+    assert!(list.contains("href=\"/zk/admin/monitor\""), "{list}");
+    let (status, _) = http_get(port, "/commands/ruok");
+    assert!(status.starts_with("HTTP/1.1 404"), "the old URL still answers: {status}");
+}

@@ -52,6 +52,50 @@ fn malformed_values_stop_startup_naming_the_line() {
     let (code, err) = failing_start("extendedTypesEnabled=maybe\n");
     assert_ne!(code, 0);
     assert!(err.contains("extendedTypesEnabled"), "{err}");
+
+    let (code, err) = failing_start("logLevel=info,corral=nonsense\n");
+    assert_eq!(code, 2);
+    assert!(err.contains("log level") && err.contains("nonsense"), "{err}");
+}
+
+/// Starts a server from `cfg` with `flags`, waits until it answers ruok, and returns its
+/// stderr so far.
+fn stderr_once_serving(cfg: &str, flags: &[&str]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("zoo.cfg");
+    let port = free_port();
+    std::fs::write(&path, format!("{cfg}dataDir={}\nadmin.enableServer=false\n", dir.path().display())).unwrap();
+    let log = std::fs::File::create(dir.path().join("stderr")).unwrap();
+    let _child = Child(
+        corral()
+            .args(["server", "--port", &port.to_string(), "--config"])
+            .arg(&path)
+            .args(flags)
+            .env_remove("RUST_LOG")
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ruok(port).as_deref() != Some("imok") {
+        assert!(Instant::now() < deadline, "server did not answer ruok");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::read_to_string(dir.path().join("stderr")).unwrap()
+}
+
+#[test]
+fn the_log_level_and_format_come_from_the_file_or_the_flags() {
+    let text = stderr_once_serving("", &[]);
+    assert!(text.contains("INFO") && text.contains("listening"), "{text}");
+    let text = stderr_once_serving("logLevel=warn\n", &[]);
+    assert!(!text.contains("listening"), "logLevel=warn still logs info lines: {text}");
+    let text = stderr_once_serving("logLevel=warn\n", &["--log-level", "info"]);
+    assert!(text.contains("listening"), "--log-level does not win over the file: {text}");
+    let text = stderr_once_serving("logFormat=json\n", &[]);
+    let line = text.lines().find(|l| l.contains("listening")).unwrap_or_else(|| panic!("{text}"));
+    let v: serde_json::Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(v["level"], "INFO", "{line}");
 }
 
 #[test]

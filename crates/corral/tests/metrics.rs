@@ -39,7 +39,7 @@ fn parse_prometheus(body: &str) -> HashMap<String, f64> {
 }
 
 #[tokio::test]
-async fn metrics_carry_zookeepers_gauge_names_and_corrals_histograms() {
+async fn metrics_carry_zookeepers_names_and_corrals_histograms() {
     let port = free_port();
     let server = Server::start_with(&[
         "metricsProvider.className=org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
@@ -69,6 +69,17 @@ async fn metrics_carry_zookeepers_gauge_names_and_corrals_histograms() {
     assert!(m["approximate_data_size"] >= 200.0, "{body}");
     assert!(m["open_file_descriptor_count"] >= 3.0 && m["max_file_descriptor_count"] >= m["open_file_descriptor_count"], "{body}");
     for name in ["ephemerals_count", "avg_latency", "max_latency", "min_latency", "outstanding_requests", "uptime", "global_sessions"] {
+        assert!(m.contains_key(name), "{name} missing:\n{body}");
+    }
+    // ZooKeeper's summaries and counters, under its names and in its units (ms).
+    assert!(m["fsynctime_count"] >= 1.0 && m.contains_key("fsynctime{quantile=\"0.99\"}"), "{body}");
+    assert!(m["sync_processor_batch_size_sum"] >= 20.0, "{body}");
+    assert!(m["updatelatency_count"] >= 20.0, "every create counts: {body}");
+    assert!(m["readlatency_count"] >= 1.0, "{body}");
+    assert!(m["updatelatency{quantile=\"0.5\"}"] > 0.0, "{body}");
+    assert_eq!(m["dbinittime_count"], 1.0, "{body}");
+    assert!(m["connection_request_count"] >= 1.0, "{body}");
+    for name in ["snapshottime_count", "election_time_count", "looking_count", "commit_count", "proposal_count"] {
         assert!(m.contains_key(name), "{name} missing:\n{body}");
     }
     // Corral's own: every acknowledged create was fsynced.

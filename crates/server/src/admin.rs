@@ -2,7 +2,7 @@
 //! `admin.serverPort`, default 0.0.0.0:8080, off with `admin.enableServer=false`).
 //!
 //! `GET /commands` lists the commands; `GET /commands/<name>` answers one as a JSON
-//! object with ZooKeeper 3.8's field names (`"command"` and `"error"` in every answer,
+//! object (`/commands` is `admin.commandURL`) with ZooKeeper 3.8's field names (`"command"` and `"error"` in every answer,
 //! `"error": "Unknown command: <name>"` for a name it does not know), so scripts written
 //! against ZooKeeper's AdminServer read Corral's too. Corral adds `GET /health` (200
 //! while the process runs) and `GET /ready` (200 while it serves clients, 503 while an
@@ -287,11 +287,12 @@ fn last_snapshot(core: &Core) -> (i64, u64) {
 }
 
 /// Serves the AdminServer on `listener`, asking the core for each answer.
-pub async fn serve(listener: TcpListener, core: mpsc::Sender<Msg>) {
+/// `url` is `admin.commandURL` (`/commands` by default).
+pub async fn serve(listener: TcpListener, core: mpsc::Sender<Msg>, url: String) {
     let app = axum::Router::new()
-        .route("/commands", axum::routing::get(list))
-        .route("/commands/", axum::routing::get(list))
-        .route("/commands/{name}", axum::routing::get(command))
+        .route(&url, axum::routing::get(list))
+        .route(&format!("{url}/"), axum::routing::get(list))
+        .route(&format!("{url}/{{name}}"), axum::routing::get(command))
         .route("/health", axum::routing::get(|| async { "OK\n" }))
         .route("/ready", axum::routing::get(ready))
         .with_state(core);
@@ -306,8 +307,9 @@ async fn ask(core: &mpsc::Sender<Msg>, cmd: &str) -> Option<Value> {
     answer.await.ok()
 }
 
-async fn list() -> Html<String> {
-    Html(COMMANDS.iter().map(|c| format!("<a href=\"/commands/{c}\">{c}</a>\n<br/>\n")).collect())
+async fn list(uri: axum::http::Uri) -> Html<String> {
+    let base = uri.path().trim_end_matches('/');
+    Html(COMMANDS.iter().map(|c| format!("<a href=\"{base}/{c}\">{c}</a>\n<br/>\n")).collect())
 }
 
 async fn command(

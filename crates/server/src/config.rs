@@ -47,6 +47,13 @@
 //! | `metricsProvider.className`       | `metrics_enabled`             | off                  |
 //! | `metricsProvider.httpHost`        | `metrics_http_host`           | 0.0.0.0              |
 //! | `metricsProvider.httpPort`        | `metrics_http_port`           | 7000                 |
+//! | `admin.commandURL`                | `admin_command_url`           | `/commands`          |
+//! | `logLevel` (Corral's own)         | `log_level`                   | none (`info`)        |
+//! | `logFormat` (Corral's own)        | `log_json`                    | `text`               |
+//!
+//! `logLevel` takes what `RUST_LOG` takes (`info`, `warn`, `corral_server=debug,info`);
+//! the `RUST_LOG` environment variable, when set, wins over it. `logFormat` is `text` or
+//! `json` (JSON lines, also `corral server --log-json`).
 //!
 //! Metrics are served (Prometheus text at `/metrics`) when `metricsProvider.className`
 //! names ZooKeeper's `org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider`;
@@ -625,6 +632,14 @@ pub struct Config {
     pub metrics_http_host: IpAddr,
     /// `metricsProvider.httpPort`. Default 7000, as ZooKeeper.
     pub metrics_http_port: u16,
+    /// `admin.commandURL`: where the AdminServer's commands live. Default `/commands`, as
+    /// ZooKeeper; no trailing slash.
+    pub admin_command_url: String,
+    /// `logLevel`: a tracing filter (what `RUST_LOG` takes); `None` means `info`. Checked
+    /// by the caller that installs the logger.
+    pub log_level: Option<String>,
+    /// `logFormat=json`: log JSON lines instead of text.
+    pub log_json: bool,
     /// Every `server.N` line, participants and observers, sorted by id.
     /// Empty for a standalone configuration; may hold one participant that
     /// ZooKeeper (and Corral) ignore (see [`Config::describes_ensemble`]).
@@ -682,6 +697,9 @@ impl Default for Config {
             metrics_enabled: false,
             metrics_http_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             metrics_http_port: 7000,
+            admin_command_url: "/commands".to_string(),
+            log_level: None,
+            log_json: false,
             servers: Vec::new(),
             init_limit: None,
             sync_limit: None,
@@ -764,6 +782,20 @@ impl Config {
                 "admin.serverAddress" => cfg.admin_address = entry.ip_addr()?,
                 "admin.serverPort" => cfg.admin_port = entry.port()?,
                 "metricsProvider.httpPort" => cfg.metrics_http_port = entry.port()?,
+                "admin.commandURL" => cfg.admin_command_url = entry.url_path()?,
+                "logLevel" => {
+                    if entry.value.is_empty() {
+                        return Err(entry.invalid("empty (say info, warn, error, debug or trace)"));
+                    }
+                    cfg.log_level = Some(entry.value.to_string());
+                }
+                "logFormat" => {
+                    cfg.log_json = match entry.value.to_ascii_lowercase().as_str() {
+                        "text" => false,
+                        "json" => true,
+                        _ => return Err(entry.invalid("not a log format (text or json)")),
+                    }
+                }
                 "initLimit" => cfg.init_limit = entry.limit()?,
                 "syncLimit" => cfg.sync_limit = entry.limit()?,
                 "peerType" => {
@@ -1232,6 +1264,15 @@ impl<'a> Entry<'a> {
             .map_err(|_| self.invalid("not a non-negative whole number (0-4294967295)"))
     }
 
+    /// An absolute URL path other than `/` (a trailing slash is dropped).
+    fn url_path(&self) -> Result<String, ConfigError> {
+        let p = self.value.trim_end_matches('/');
+        if !self.value.starts_with('/') || p.is_empty() || p.contains(['?', '#', '{', '}', ' ']) {
+            return Err(self.invalid("not a URL path like /commands"));
+        }
+        Ok(p.to_string())
+    }
+
     fn boolean(&self) -> Result<bool, ConfigError> {
         match self.value.to_ascii_lowercase().as_str() {
             "true" | "yes" => Ok(true),
@@ -1378,6 +1419,9 @@ mod tests {
              syncLimit=5\n\
              peerType=participant\n\
              standaloneEnabled=false\n\
+             admin.commandURL=/zk/commands/\n\
+             logLevel=warn,corral_server=debug\n\
+             logFormat=JSON\n\
              server.1=zoo1:12888:13888\n"
         );
         let cfg = parse(&text);
@@ -1408,6 +1452,9 @@ mod tests {
                 metrics_enabled: false,
                 metrics_http_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 metrics_http_port: 7000,
+                admin_command_url: "/zk/commands".into(),
+                log_level: Some("warn,corral_server=debug".into()),
+                log_json: true,
                 servers: vec![ServerSpec {
                     id: 1,
                     host: "zoo1".into(),
@@ -1469,6 +1516,20 @@ mod tests {
         assert_eq!(cfg.metrics_http_port, 7000);
         let err = Config::parse("metricsProvider.className=com.example.Statsd\n").unwrap_err().to_string();
         assert!(err.contains("PrometheusMetricsProvider"), "{err}");
+    }
+
+    #[test]
+    fn bad_admin_url_and_log_keys_are_errors() {
+        for (text, reason) in [
+            ("admin.commandURL=commands\n", "URL path"),
+            ("admin.commandURL=/\n", "URL path"),
+            ("admin.commandURL=/a b\n", "URL path"),
+            ("logFormat=xml\n", "text or json"),
+            ("logLevel=\n", "empty"),
+        ] {
+            let err = Config::parse(text).unwrap_err().to_string();
+            assert!(err.contains(reason), "{text}: {err}");
+        }
     }
 
     #[test]

@@ -62,13 +62,15 @@ pub(crate) struct Queued {
     pub req: Result<Request, DecodeError>,
     /// The request's body as it arrived, for an ensemble learner to forward a write.
     pub raw: bytes::Bytes,
+    /// When it arrived: its latency runs from here to its answer.
+    pub received: Instant,
 }
 
 /// What to do once a proposed transaction is applied.
 pub(crate) enum Done {
     Nothing,
-    /// Answer a client's write; `req` shapes the body.
-    Reply { conn: ConnId, xid: i32, req: Option<Request> },
+    /// Answer a client's write, which arrived at `received`; `req` shapes the body.
+    Reply { conn: ConnId, xid: i32, req: Option<Request>, received: Instant },
     /// Finish a new session's handshake.
     Connect { conn: ConnId, reply: oneshot::Sender<Handshake>, frame: Vec<u8> },
     /// Answer closeSession, then close the connection.
@@ -415,6 +417,7 @@ impl Core {
         match msg {
             Msg::Opened { conn, addr, shared } => {
                 let stats = ConnStats { established_ms: now_ms(), last_op: "NA", last_cxid: -1, last_zxid: -1, ..Default::default() };
+                crate::metrics::metrics().connections.inc();
                 self.conns.insert(conn, Conn { addr, session: None, out: None, shared, stats });
             }
             Msg::Connect { conn, addr, req, out, reply } => self.connect(conn, addr, req, out, reply, false),
@@ -455,6 +458,7 @@ impl Core {
                     let hdr = TxnHeader { session, cxid, zxid, time_ms };
                     let (z, actions) = m.peer.propose(encode_entry(&hdr, &txn).into()).ok()?;
                     assert_eq!(z, zxid, "the zxid the peer announced");
+                    crate::metrics::metrics().proposals.inc();
                     m.actions.extend(actions);
                     Some(hdr)
                 });
@@ -643,7 +647,8 @@ impl Core {
                 self.release(conn);
                 self.close_conn(conn, true);
             }
-            Done::Reply { conn, xid, req } => {
+            Done::Reply { conn, xid, req, received } => {
+                self.record_latency(conn, received, true);
                 let frame = match (&result, &req) {
                     (TxnResult::Error(e), _) => encode::error(xid, hdr.zxid, *e),
                     (r, Some(req)) => encode::reply(xid, hdr.zxid, ErrorCode::Ok, |w| encode::write_body(w, req, r)),
@@ -930,7 +935,8 @@ impl Core {
             self.release(conn);
             return;
         };
-        s.expires_at = Instant::now() + Duration::from_millis(s.timeout_ms as u64);
+        let received = Instant::now();
+        s.expires_at = received + Duration::from_millis(s.timeout_ms as u64);
         if matches!(req, Ok(Request::Ping)) {
             // Pings carry no order: answered at once, with the ping xid whatever the
             // client used.
@@ -939,7 +945,7 @@ impl Core {
             self.release(conn);
             return;
         }
-        let q = Queued { conn, xid, op, req, raw };
+        let q = Queued { conn, xid, op, req, raw, received };
         // A read waits for the session's writes in flight; anything waits behind what
         // already waits. A write with nothing waiting enters the pipeline at once.
         if !s.queue.is_empty() || s.syncing > 0 || (s.pending_writes > 0 && !is_write(op, &q.req)) {
@@ -952,14 +958,14 @@ impl Core {
     /// Handles one request whose turn has come. Its permit goes back when it is answered:
     /// here for a read, once applied for a write.
     fn process(&mut self, session: i64, q: Queued) {
-        let started = Instant::now();
         if self.is_learner() && is_write(q.op, &q.req) {
             // The leader preps and orders it; the reply goes out when it comes back.
             self.forward_write(session, q);
             return;
         }
-        let Queued { conn, xid, op, req, raw: _ } = q;
-        if self.log_failed && is_write(op, &req) {
+        let Queued { conn, xid, op, req, raw: _, received } = q;
+        let write = is_write(op, &req);
+        if self.log_failed && write {
             // No write can be recorded: the client sees connection loss.
             self.release(conn);
             self.close_conn(conn, true);
@@ -967,7 +973,7 @@ impl Core {
         }
         if is_write(op, &req) && self.moved_away(session) {
             // A stale connection of a session that moved to another member.
-            self.propose_write(session, conn, xid, Txn::Error(ErrorCode::SessionMoved), None);
+            self.propose_write(session, conn, xid, Txn::Error(ErrorCode::SessionMoved), None, received);
             return;
         }
         let Some(s) = self.sessions.get(&session) else {
@@ -989,29 +995,39 @@ impl Core {
                 if is_txn_op(op) {
                     // ZooKeeper turns a write it cannot decode into an error transaction,
                     // which takes a zxid like any other.
-                    self.propose_write(session, conn, xid, Txn::Error(err), None);
+                    self.propose_write(session, conn, xid, Txn::Error(err), None, received);
                     None
                 } else {
                     Some((encode::error(xid, last, err), false))
                 }
             }
-            Ok(req) => self.dispatch(&caller, conn, xid, req),
+            Ok(req) => self.dispatch(&caller, conn, xid, req, received),
         };
         if let Some((frame, close)) = answer {
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.stats.last_zxid = i64::from_be_bytes(frame[8..16].try_into().expect("reply header"));
             }
             self.send(conn, frame);
+            self.record_latency(conn, received, write);
             self.release(conn);
             if close {
                 self.close_conn(conn, true);
             }
         }
-        let ms = started.elapsed().as_millis() as u64;
+    }
+
+    /// A request that arrived at `received` is answered now: mntr's latencies, the
+    /// connection's, and the `readlatency` or `updatelatency` summary.
+    fn record_latency(&mut self, conn: ConnId, received: Instant, write: bool) {
+        let elapsed = received.elapsed();
+        let ms = elapsed.as_millis() as u64;
         self.latency.record(ms);
         if let Some(c) = self.conns.get_mut(&conn) {
             c.stats.latency.record(ms);
         }
+        let m = crate::metrics::metrics();
+        let summary = if write { &m.update_latency } else { &m.read_latency };
+        summary.observe(elapsed.as_secs_f64() * 1000.0);
     }
 
     /// Proposes the end of a session; later preps see its ephemerals as deleted.
@@ -1026,8 +1042,16 @@ impl Core {
     }
 
     /// Proposes a client's write; its reply goes out once it is applied.
-    fn propose_write(&mut self, session: i64, conn: ConnId, xid: i32, txn: Txn, req: Option<Request>) -> Option<i64> {
-        let zxid = self.propose(session, xid, txn, Done::Reply { conn, xid, req })?;
+    fn propose_write(
+        &mut self,
+        session: i64,
+        conn: ConnId,
+        xid: i32,
+        txn: Txn,
+        req: Option<Request>,
+        received: Instant,
+    ) -> Option<i64> {
+        let zxid = self.propose(session, xid, txn, Done::Reply { conn, xid, req, received })?;
         if let Some(s) = self.sessions.get_mut(&session) {
             s.pending_writes += 1;
         }
@@ -1059,7 +1083,7 @@ impl Core {
 
     /// Answers one decoded request: the reply frame and whether to close afterwards, or
     /// `None` for a write, answered once it is applied.
-    fn dispatch(&mut self, caller: &Caller, conn: ConnId, xid: i32, req: Request) -> Option<(Vec<u8>, bool)> {
+    fn dispatch(&mut self, caller: &Caller, conn: ConnId, xid: i32, req: Request, received: Instant) -> Option<(Vec<u8>, bool)> {
         let last = self.tree.last_zxid();
         let session = caller.session;
         let ok = ErrorCode::Ok;
@@ -1109,7 +1133,7 @@ impl Core {
             | Request::Check { .. }
             | Request::Multi(_) => {
                 let (txn, changes) = self.prep_write(caller, &req);
-                let zxid = self.propose_write(session, conn, xid, txn, Some(req));
+                let zxid = self.propose_write(session, conn, xid, txn, Some(req), received);
                 if let (Some(zxid), Some(changes)) = (zxid, changes) {
                     self.outstanding.record(zxid, changes);
                 }
@@ -1196,7 +1220,7 @@ impl Core {
             }
             Request::Reconfig => {
                 let (txn, _) = self.prep_write(caller, &req);
-                self.propose_write(session, conn, xid, txn, None);
+                self.propose_write(session, conn, xid, txn, None, received);
                 return None;
             }
             Request::Sasl => (encode::error(xid, last, ErrorCode::Unimplemented), false),

@@ -79,9 +79,7 @@ pub fn spawn_writer<L: Log + Send + 'static>(mut log: L, force_sync: bool) -> (L
                         }
                         let started = std::time::Instant::now();
                         log.sync()?;
-                        let m = crate::metrics::metrics();
-                        m.fsync_seconds.observe(started.elapsed().as_secs_f64());
-                        m.group_commit.observe(batch.len() as f64);
+                        crate::metrics::metrics().fsynced(started.elapsed(), batch.len());
                         Ok(())
                     });
                     if let Err(e) = written {
@@ -217,6 +215,7 @@ pub fn spawn_snapshotter(
                 });
                 match written {
                     Ok(path) => {
+                        crate::metrics::metrics().snapshot_time.observe(crate::metrics::ms(started.elapsed()));
                         tracing::info!(file = %path.display(), ms = started.elapsed().as_millis() as u64, "snapshot written");
                         purge_asked |= settings.purge_interval_hours > 0;
                     }

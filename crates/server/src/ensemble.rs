@@ -95,6 +95,8 @@ pub(crate) struct Member {
     last_touch_report: Instant,
     /// Transactions appended since the last sync started (for the group-commit metric).
     unsynced_txns: usize,
+    /// Since when this member has been LOOKING (for `election_time`).
+    looking_since: Option<Instant>,
 }
 
 enum PendingSync {
@@ -251,6 +253,7 @@ pub(crate) async fn start(cfg: Arc<Config>) -> Result<Started, ServerError> {
     let started = Instant::now();
     let (store, tree, disk, tail) = ReplicaStore::open(dirs, HISTORY_WINDOW).map_err(ServerError::Replica)?;
     crate::durable::release_free_memory();
+    crate::metrics::metrics().db_init_time.observe(crate::metrics::ms(started.elapsed()));
     tracing::info!(
         id = ens.my_id,
         zxid = format_args!("{:#x}", disk.last_zxid),
@@ -290,6 +293,7 @@ pub(crate) async fn start(cfg: Arc<Config>) -> Result<Started, ServerError> {
         store,
         transport,
         role: Role::Looking,
+        looking_since: Some(Instant::now()),
         actions: actions.into(),
         unlogged: Vec::new(),
         syncing: false,
@@ -383,7 +387,7 @@ impl Core {
     /// A learner's client wrote: the leader preps and orders it; the answer goes out when
     /// the transaction comes back applied.
     pub(crate) fn forward_write(&mut self, session: i64, q: Queued) {
-        let Queued { conn, xid, op, req, raw } = q;
+        let Queued { conn, xid, op, req, raw, received } = q;
         let Some(s) = self.sessions.get(&session) else {
             self.release(conn);
             return;
@@ -402,7 +406,7 @@ impl Core {
             }
             Done::Close { conn, xid }
         } else {
-            Done::Reply { conn, xid, req: req.ok() }
+            Done::Reply { conn, xid, req: req.ok(), received }
         };
         let s = self.sessions.get_mut(&session).expect("looked up above");
         if matches!(done, Done::Close { .. }) {
@@ -641,6 +645,7 @@ impl Core {
     /// or one from the leader (perhaps a write a client of ours forwarded).
     fn apply_committed(&mut self, zxid: Zxid, bytes: &[u8]) {
         if self.proposed.front().is_some_and(|p| p.zxid() == zxid) {
+            crate::metrics::metrics().commits.inc();
             let p = self.proposed.pop_front().expect("checked");
             let (hdr, txn, done) = p.into_parts();
             self.apply_one(hdr, txn, done);
@@ -699,9 +704,7 @@ impl Core {
         tokio::task::spawn_blocking(move || {
             let started = Instant::now();
             sync.run().unwrap_or_else(|e| fatal(e.into()));
-            let metrics = crate::metrics::metrics();
-            metrics.fsync_seconds.observe(started.elapsed().as_secs_f64());
-            metrics.group_commit.observe(txns as f64);
+            crate::metrics::metrics().fsynced(started.elapsed(), txns);
             let _ = tx.send((gen, sync));
         });
     }
@@ -756,7 +759,10 @@ impl Core {
         match a {
             Action::Send { to, msg } => {
                 match &msg {
-                    Message::Diff { .. } => tracing::info!(to, "syncing a learner by DIFF"),
+                    Message::Diff { .. } => {
+                        crate::metrics::metrics().diffs.inc();
+                        tracing::info!(to, "syncing a learner by DIFF")
+                    }
                     Message::Trunc { zxid } => tracing::info!(to, zxid = format_args!("{zxid:#x}"), "syncing a learner by TRUNC"),
                     _ => {}
                 }
@@ -777,6 +783,7 @@ impl Core {
             }
             Action::SendSnapshot { to } => {
                 let zxid = self.tree.last_zxid();
+                crate::metrics::metrics().snaps.inc();
                 tracing::info!(to, zxid = format_args!("{zxid:#x}"), "syncing a learner by SNAP");
                 let snapshot = replica::snapshot_bytes(&self.tree).into();
                 self.member().expect("member").transport.send(to, Message::Snap { zxid, snapshot });
@@ -788,6 +795,13 @@ impl Core {
             }
             Action::Role(r) => {
                 m.role = r;
+                let metrics = crate::metrics::metrics();
+                if matches!(r, Role::Looking) {
+                    metrics.looking.inc();
+                    m.looking_since.get_or_insert_with(Instant::now);
+                } else if let Some(since) = m.looking_since.take() {
+                    metrics.election_time.observe(crate::metrics::ms(since.elapsed()));
+                }
                 match r {
                     Role::Looking => {
                         tracing::info!("looking for a leader; clients are refused until one is established");

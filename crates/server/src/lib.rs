@@ -116,7 +116,7 @@ async fn bind_admin(cfg: &Config) -> Option<TcpListener> {
     let addr = SocketAddr::new(cfg.admin_address, cfg.admin_port);
     match TcpListener::bind(addr).await {
         Ok(l) => {
-            tracing::info!(%addr, "AdminServer at /commands");
+            tracing::info!(%addr, url = %cfg.admin_command_url, "AdminServer");
             Some(l)
         }
         Err(e) => {
@@ -179,6 +179,7 @@ impl Server {
         }
         let tree = durable::replay_log(tree, snapshot_zxid, &log)?;
         durable::release_free_memory();
+        metrics::metrics().db_init_time.observe(metrics::ms(started.elapsed()));
         tracing::info!(
             records = report.records,
             segments = report.segments,
@@ -237,6 +238,7 @@ impl Server {
     /// for the requests in flight after 10 s.
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
         let (tx, rx) = mpsc::channel(CORE_QUEUE);
+        let admin_url = self.core.cfg.admin_command_url.clone();
         match self.feed {
             Feed::Durable(durable) => tokio::spawn(self.core.run(rx, durable)),
             Feed::Quorum(inbox) => tokio::spawn(self.core.run_member(rx, inbox)),
@@ -245,7 +247,7 @@ impl Server {
             tokio::spawn(metrics::serve(l, tx.clone()));
         }
         if let Some(l) = self.admin {
-            tokio::spawn(admin::serve(l, tx.clone()));
+            tokio::spawn(admin::serve(l, tx.clone(), admin_url));
         }
         let core = tx.clone();
         let accept = async move {
