@@ -307,7 +307,12 @@ async fn leader_failover_under_pipelined_writes_loses_nothing() {
     eprintln!("{} writes acknowledged, {} present on all three members", acked.len(), seen[0].len());
     // Every member snapshots on its own (snapCount=2000) while it follows or leads.
     for m in &e.members {
-        let snapshots = || std::fs::read_dir(m.dir.join("snapshots")).map(|d| d.count()).unwrap_or(0);
+        // Finished snapshots only: a file still being written ends in .tmp.
+        let snapshots = || {
+            std::fs::read_dir(m.dir.join("snapshots"))
+                .map(|d| d.filter(|e| e.as_ref().is_ok_and(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))).count())
+                .unwrap_or(0)
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
         while snapshots() == 0 {
             assert!(Instant::now() < deadline, "member {} wrote no snapshot:\n{}", m.id, m.stderr_tail());

@@ -263,6 +263,8 @@ pub struct Core {
     /// The zxid of a snapshot whose body is all sent, until it is durable in the log and
     /// the snapshot thread told to finish.
     snapshot_sent: Option<i64>,
+    /// A snapshot was abandoned while the thread's queue was full: the word is still to go.
+    abandon_unsent: bool,
     /// How far our log is durable (with applied transactions), as last heard.
     durable_through: i64,
     /// The log stopped taking writes: writes are refused, reads go on.
@@ -325,6 +327,7 @@ impl Core {
             snapshots: None,
             until_snapshot: u64::MAX,
             snapshot_sent: None,
+            abandon_unsent: false,
             durable_through: 0,
             log_failed: false,
             sessions,
@@ -543,6 +546,9 @@ impl Core {
         if to.try_send(SnapshotMsg::Begin { zxid, header }).is_err() {
             tracing::warn!("the snapshot thread is busy; skipping this snapshot");
             self.tree.abandon_snapshot();
+        } else {
+            // A Begin drops whatever the thread was writing.
+            self.abandon_unsent = false;
         }
     }
 
@@ -550,15 +556,19 @@ impl Core {
     /// finish. The loop then waits for room on the snapshot thread's queue and calls
     /// [`Core::snapshot_step`].
     pub(crate) fn snapshot_wants_room(&self) -> bool {
-        self.tree.snapshot_in_progress().is_some() || self.snapshot_sent.is_some_and(|z| z <= self.durable_through)
+        self.abandon_unsent
+            || self.tree.snapshot_in_progress().is_some()
+            || self.snapshot_sent.is_some_and(|z| z <= self.durable_through)
     }
 
     /// Sends the next slice of the snapshot under way, or, once it is all sent and its
     /// zxid durable in the log, tells the snapshot thread to finish the file.
     pub(crate) fn snapshot_step(&mut self, room: mpsc::Permit<'_, SnapshotMsg>) {
-        if let Some(zxid) = self.tree.snapshot_in_progress() {
+        if std::mem::take(&mut self.abandon_unsent) {
+            room.send(SnapshotMsg::Abandon);
+        } else if let Some(zxid) = self.tree.snapshot_in_progress() {
             let mut chunk = Vec::with_capacity(SNAPSHOT_SLICE_BYTES);
-            if self.tree.continue_snapshot(SNAPSHOT_SLICE_SLOTS, &mut chunk) {
+            if self.tree.continue_snapshot(SNAPSHOT_SLICE_SLOTS, SNAPSHOT_SLICE_BYTES, &mut chunk) {
                 self.snapshot_sent = Some(zxid);
             }
             room.send(SnapshotMsg::Chunk(chunk));
@@ -573,9 +583,10 @@ impl Core {
         if self.tree.snapshot_in_progress().is_some() || self.snapshot_sent.is_some() {
             self.tree.abandon_snapshot();
             self.snapshot_sent = None;
-            // If the queue is full, the thread drops this one when the next begins.
+            // If the queue is full, the word goes as soon as there is room (the thread
+            // must not hold a partial file until the next snapshot begins).
             if let Some(to) = &self.snapshots {
-                let _ = to.try_send(SnapshotMsg::Abandon);
+                self.abandon_unsent = to.try_send(SnapshotMsg::Abandon).is_err();
             }
         }
     }
@@ -586,6 +597,7 @@ impl Core {
         tracing::error!("the snapshot thread stopped; no more snapshots are taken (the log keeps everything)");
         self.tree.abandon_snapshot();
         self.snapshot_sent = None;
+        self.abandon_unsent = false;
         self.snapshots = None;
     }
 

@@ -426,7 +426,7 @@ mod tests {
             let mut msgs = vec![SnapshotMsg::Begin { zxid, header }];
             loop {
                 let mut chunk = Vec::new();
-                let done = tree.continue_snapshot(2, &mut chunk);
+                let done = tree.continue_snapshot(2, usize::MAX, &mut chunk);
                 msgs.push(SnapshotMsg::Chunk(chunk));
                 if done {
                     break;

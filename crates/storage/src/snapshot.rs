@@ -105,12 +105,12 @@ pub fn write(
     let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let path = dir.join(file_name(zxid));
     let tmp = dir.join(format!("{}.{}-{n}.tmp", file_name(zxid), std::process::id()));
-    let written = write_tmp(&tmp, zxid, body);
+    let written = write_tmp(&tmp, zxid, body)
+        .and_then(|()| fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &path, e)));
     if written.is_err() {
         let _ = fs::remove_file(&tmp);
     }
     written?;
-    fs::rename(&tmp, &path).map_err(|e| StorageError::io("rename", &path, e))?;
     sync_dir(dir)?;
     Ok(path)
 }
@@ -270,6 +270,17 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("given up"), "{err}");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0, "no file, not even the .tmp");
+    }
+
+    #[test]
+    fn a_failed_rename_leaves_no_tmp() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory where the snapshot's file should go: the rename fails.
+        std::fs::create_dir(dir.path().join(file_name(7))).unwrap();
+        let err = write(dir.path(), 7, body(b"a tree")).unwrap_err();
+        assert!(err.to_string().contains("rename"), "{err}");
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, [std::ffi::OsString::from(file_name(7))], "only the directory is left");
     }
 
     #[test]

@@ -143,13 +143,19 @@ impl DataTree {
     }
 
     /// Appends the records of the next `slots` slots of the snapshot in progress to
-    /// `out`. Returns true once the body is complete (the snapshot is then over); false
-    /// if there is more, or if no snapshot is in progress.
-    pub fn continue_snapshot(&mut self, slots: u32, out: &mut Vec<u8>) -> bool {
+    /// `out`, stopping early after the record that takes `out` to `bytes` or more (a
+    /// slice of big nodes stays about `bytes` long). Returns true once the body is
+    /// complete (the snapshot is then over); false if there is more, or if no snapshot is
+    /// in progress.
+    pub fn continue_snapshot(&mut self, slots: u32, bytes: usize, out: &mut Vec<u8>) -> bool {
         let Some(mut cow) = self.store.cow_mut().map(|c| std::mem::replace(c, Cow::idle())) else { return false };
         let mut w = Writer { buf: std::mem::take(out) };
-        let stop = cow.end.min(cow.cursor.saturating_add(slots));
+        let mut stop = cow.end.min(cow.cursor.saturating_add(slots));
         for id in cow.cursor..stop {
+            if w.buf.len() >= bytes {
+                stop = id;
+                break;
+            }
             match cow.saved.remove(&id) {
                 Some(Some(saved)) => w.buf.extend_from_slice(&saved),
                 Some(None) => {}
@@ -180,7 +186,8 @@ impl DataTree {
         if r.read_i32()? != MAGIC {
             return Err(DecodeError::Invalid("not a Corral snapshot"));
         }
-        if r.read_i32()? != VERSION {
+        let version = r.read_i32()?;
+        if version != VERSION && version != 1 {
             return Err(DecodeError::Invalid("unknown snapshot version"));
         }
         let mut t = DataTree::empty();
@@ -188,6 +195,10 @@ impl DataTree {
         let sessions = r.read_vec(|r| Ok((r.read_i64()?, r.read_i32()?, r.read_buffer()?)))?;
         for (id, timeout_ms, passwd) in sessions {
             t.sessions.insert(id, SessionInfo { timeout_ms, passwd });
+        }
+        if version == 1 {
+            t.read_v1_nodes(&mut r)?;
+            return Ok(t);
         }
         let acl_lists = r.read_vec(|r| Ok((r.read_i32()?, read_acls(r)?)))?;
         let mut acls: HashMap<i32, u32> = HashMap::with_capacity(acl_lists.len());
@@ -245,6 +256,51 @@ impl DataTree {
             return Err(DecodeError::Invalid("trailing bytes after the snapshot"));
         }
         Ok(t)
+    }
+
+    /// The nodes of a version 1 body (written by Corral before slot-ordered records):
+    /// the ACL lists, numbered by position, then every node parents first as its path,
+    /// data, ACL number and the nine stored stat fields at full width.
+    fn read_v1_nodes(&mut self, r: &mut Reader) -> Result<(), DecodeError> {
+        let acl_lists = r.read_vec(read_acls)?;
+        let acls: Vec<u32> = acl_lists.iter().map(|a| self.store.intern_acl(a)).collect();
+        let count = r.read_i64()?;
+        if count < 1 || count as usize > r.remaining() {
+            return Err(DecodeError::Invalid("bad node count"));
+        }
+        self.store.reserve(count as usize);
+        for i in 0..count {
+            let p = r.read_opt_buffer()?.ok_or(DecodeError::Invalid("null path"))?;
+            let p = std::str::from_utf8(p).map_err(|_| DecodeError::InvalidUtf8)?;
+            let data = r.read_opt_buffer()?;
+            let acl = *acls.get(r.read_i32()? as usize).ok_or(DecodeError::Invalid("bad ACL index"))?;
+            let stat = NodeStat {
+                czxid: r.read_i64()?,
+                mzxid: r.read_i64()?,
+                pzxid: r.read_i64()?,
+                ctime: r.read_i64()?,
+                mtime: r.read_i64()?,
+                version: r.read_i32()?,
+                cversion: r.read_i32()?,
+                aversion: r.read_i32()?,
+                ephemeral_owner: r.read_i64()?,
+            };
+            if (i == 0) != (p == "/") || path::validate(p).is_err() {
+                return Err(DecodeError::Invalid("root not first, or a bad path"));
+            }
+            let parent = match path::parent(p) {
+                None => NIL,
+                Some(pp) => self.store.lookup(pp).ok_or(DecodeError::Invalid("node before its parent"))?,
+            };
+            if parent != NIL && self.store.child(parent, path::name(p)).is_some() {
+                return Err(DecodeError::Invalid("a node twice"));
+            }
+            self.insert_under(parent, p, data, stat, acl);
+        }
+        if r.remaining() != 0 {
+            return Err(DecodeError::Invalid("trailing bytes after the snapshot"));
+        }
+        Ok(())
     }
 
     /// Adds a snapshot record under `parent` (our id; [`NIL`] for the root).
@@ -660,12 +716,14 @@ mod tests {
                     let (r, pick) = (next(1 << 20), next(1 << 20));
                     step(&mut t, &mut paths, &mut sessions, r, pick);
                 }
-                if t.continue_snapshot(1 + next(12) as u32, &mut body) {
+                // A slice ends after so many slots, or bytes (as the server's does).
+                let bytes = if next(2) == 0 { usize::MAX } else { body.len() + 1 + next(3000) as usize };
+                if t.continue_snapshot(1 + next(12) as u32, bytes, &mut body) {
                     break;
                 }
             }
             assert_eq!(t.snapshot_in_progress(), None);
-            assert!(!t.continue_snapshot(10, &mut body), "nothing in progress");
+            assert!(!t.continue_snapshot(10, usize::MAX, &mut body), "nothing in progress");
             let back = DataTree::read_snapshot(&body).unwrap();
             assert_eq!(back.digest(), then.digest(), "seed {seed}");
             assert_eq!(back.last_zxid(), z);
@@ -676,12 +734,80 @@ mod tests {
     }
 
     #[test]
+    fn a_version_1_body_still_reads() {
+        // Written the way Corral wrote snapshots before version 2.
+        let open = Acl::open_unsafe();
+        let mut w = corral_proto::Writer::new();
+        w.i32(super::MAGIC).i32(1).i64(9);
+        w.i32(1).i64(0x77).i32(4000).buffer(&[5; 16]); // one session
+        w.i32(1);
+        corral_proto::write_acls(&mut w, &open);
+        w.i64(4);
+        let stat = |w: &mut corral_proto::Writer, z: i64, owner: i64| {
+            w.i64(z).i64(z).i64(z).i64(1000 + z).i64(1000 + z).i32(0).i32(0).i32(0).i64(owner);
+        };
+        for (p, data, z, owner) in [("/", None, 0, 0), ("/zookeeper", Some(&b""[..]), 0, 0), ("/a", Some(&b"hi"[..]), 7, 0), ("/a/e", None, 9, 0x77)] {
+            w.buffer(p.as_bytes());
+            match data {
+                Some(d) => w.buffer(d),
+                None => w.null_buffer(),
+            };
+            w.i32(0);
+            stat(&mut w, z, owner);
+        }
+        let t = DataTree::read_snapshot(&w.into_inner()).unwrap();
+        assert_eq!(t.last_zxid(), 9);
+        assert_eq!(t.node_count(), 4);
+        assert_eq!(t.get("/a").unwrap().data(), Some(&b"hi"[..]));
+        assert_eq!(t.get("/a/e").unwrap().data(), None);
+        assert_eq!(t.get("/a").unwrap().num_children(), 1);
+        assert_eq!(t.ephemeral_count(), 1);
+        assert_eq!(t.sessions().len(), 1);
+        // And it writes back as version 2, the same tree.
+        let mut again = Vec::new();
+        t.write_snapshot(&mut again).unwrap();
+        assert_eq!(DataTree::read_snapshot(&again).unwrap().digest(), t.digest());
+    }
+
+    #[test]
+    fn a_slice_of_big_nodes_stops_at_its_byte_budget() {
+        let mut t = DataTree::new();
+        let big = vec![7u8; 256 * 1024];
+        for i in 0..40 {
+            let txn = Txn::Create(crate::CreateTxn {
+                path: format!("/n{i}"),
+                data: Some(big.clone()),
+                acl: vec![Acl { perms: 31, id: Id { scheme: "world".into(), id: "anyone".into() } }],
+                ephemeral_owner: 0,
+                parent_cversion: i + 1,
+            });
+            t.apply(&TxnHeader { session: 1, cxid: 0, zxid: i as i64 + 1, time_ms: 5 }, txn, &mut Vec::new());
+        }
+        let (_, mut body) = t.begin_snapshot();
+        let budget = 1024 * 1024;
+        let mut slices = 0;
+        loop {
+            let mut chunk = Vec::new();
+            let done = t.continue_snapshot(2048, budget, &mut chunk);
+            assert!(chunk.len() < budget + big.len() + 100, "a slice of {} bytes", chunk.len());
+            body.extend_from_slice(&chunk);
+            slices += 1;
+            if done {
+                break;
+            }
+        }
+        assert!(slices >= 10, "40 nodes of 256 KiB in slices of about 1 MiB: {slices}");
+        let back = DataTree::read_snapshot(&body).unwrap();
+        assert_eq!(back.digest(), t.digest());
+    }
+
+    #[test]
     fn an_abandoned_snapshot_saves_nothing_more() {
         let mut t = build();
         let (_, mut body) = t.begin_snapshot();
         t.abandon_snapshot();
         assert_eq!(t.snapshot_in_progress(), None);
-        assert!(!t.continue_snapshot(100, &mut body));
+        assert!(!t.continue_snapshot(100, usize::MAX, &mut body));
         t.apply(
             &TxnHeader { session: 7, cxid: 0, zxid: 100, time_ms: 5 },
             Txn::SetData { path: "/a".into(), data: Some(b"y".to_vec()), version: 1 },
