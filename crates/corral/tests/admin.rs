@@ -89,7 +89,7 @@ async fn every_command_answers_json_with_zookeepers_fields() {
         if *name == "leader" {
             assert_eq!(v["error"], "server is not initialized");
         } else if *name == "set_trace_mask" {
-            assert_eq!(v["error"], "Missing or invalid traceMask");
+            assert_eq!(v["error"], "setTraceMask requires long traceMask argument");
         } else {
             assert!(v["error"].is_null(), "{name}: {v}");
         }
@@ -104,8 +104,22 @@ async fn every_command_answers_json_with_zookeepers_fields() {
 
     let unknown = command(port, "nosuch").await;
     assert_eq!(unknown["error"], "Unknown command: nosuch");
+    let (_, body) = get(port, "/commands/ruok%20x").await;
+    assert!(body.contains("Unknown command: ruok x"), "a name with a space is not its prefix: {body}");
+    let (_, body) = get(port, "/commands/set_trace_mask?traceMask=abc").await;
+    assert!(body.contains("setTraceMask requires long traceMask argument, got abc"), "{body}");
+    // ZooKeeper's other names answer as the command they name.
+    for (alias, name) in [("mntr", "monitor"), ("srvr", "server_stats"), ("cons", "connections"), ("conf", "configuration"), ("wchs", "watch_summary"), ("lsnp", "last_snapshot")] {
+        let (_, body) = get(port, &format!("/commands/{alias}")).await;
+        let v: Value = serde_json::from_str(&body).unwrap();
+        assert_eq!((v["command"].as_str(), v["error"].is_null()), (Some(name), true), "{alias}: {body}");
+    }
+    // No snapshot yet: -1, as ZooKeeper.
+    let s = command(port, "last_snapshot").await;
+    assert_eq!((s["zxid"].as_str(), s["timestamp"].as_i64()), (Some("ffffffffffffffff"), Some(-1)), "{s}");
 
-    let (status, _) = get(port, "/health").await;
+    let (status, body) = get(port, "/health").await;
+    assert_eq!(body, "OK\n");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     let (status, body) = get(port, "/ready").await;
     assert!(status.starts_with("HTTP/1.1 200"), "{status} {body}");
@@ -135,4 +149,72 @@ fn admin_command_url_moves_the_commands() {
     assert!(list.contains("href=\"/zk/admin/monitor\""), "{list}");
     let (status, _) = http_get(port, "/commands/ruok");
     assert!(status.starts_with("HTTP/1.1 404"), "the old URL still answers: {status}");
+}
+
+#[test]
+fn initial_configuration_hides_the_super_digest() {
+    let port = free_port();
+    let _server = Server::start_with(&[
+        "admin.enableServer=true",
+        &format!("admin.serverPort={port}"),
+        "superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=",
+    ]);
+    let (_, body) = http_get(port, "/commands/initial_configuration");
+    assert!(body.contains("superDigest=<hidden>"), "{body}");
+    assert!(!body.contains("D/InIHSb7yEEbrWz8b9l71RjZJU"), "{body}");
+}
+
+/// Kills the process when the test ends.
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A member whose peers never come has no leader: the AdminServer answers the commands
+/// ZooKeeper answers without a serving server, and says "not serving" for the rest;
+/// `/ready` is 503 while `/health` is 200.
+#[test]
+fn a_member_without_a_leader_answers_as_zookeeper_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = free_ports(8);
+    let (client, admin) = (ports[0], ports[1]);
+    let mut text = format!(
+        "clientPort={client}\ndataDir={}\ntickTime=2000\ninitLimit=5\nsyncLimit=2\nadmin.serverPort={admin}\n",
+        dir.path().display()
+    );
+    for id in 1..=3 {
+        text += &format!("server.{id}=127.0.0.1:{}:{}\n", ports[2 * id], ports[2 * id + 1]);
+    }
+    std::fs::write(dir.path().join("zoo.cfg"), text).unwrap();
+    std::fs::write(dir.path().join("myid"), "1\n").unwrap();
+    let _member = Killed(
+        std::process::Command::new(env!("CARGO_BIN_EXE_corral"))
+            .args(["server", "--config"])
+            .arg(dir.path().join("zoo.cfg"))
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "no AdminServer");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (status, _) = http_get(admin, "/ready");
+    assert!(status.starts_with("HTTP/1.1 503"), "{status}");
+    let (status, _) = http_get(admin, "/health");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    let ask = |name: &str| -> Value { serde_json::from_str(&http_get(admin, &format!("/commands/{name}")).1).unwrap() };
+    let not_serving = "This ZooKeeper instance is not currently serving requests";
+    for name in ["ruok", "stats", "configuration", "voting_view", "is_read_only"] {
+        assert_eq!(ask(name)["error"], not_serving, "{name}");
+    }
+    for name in ["environment", "get_trace_mask", "system_properties", "zabstate"] {
+        assert!(ask(name)["error"].is_null(), "{name}: {}", ask(name));
+    }
+    let m = ask("monitor");
+    assert_eq!((m["error"].is_null(), m["server_state"].as_str()), (true, Some("looking")), "{m}");
 }

@@ -177,5 +177,6 @@ fn stmk_sets_the_mask_gtmk_reports_and_hash_prints_the_digest() {
     assert_eq!(server.four_letter("gtmk"), "255");
     let hash = server.four_letter("hash");
     let (zxid, digest) = hash.trim().split_once(": ").unwrap_or_else(|| panic!("{hash:?}"));
-    assert!(i64::from_str_radix(zxid, 16).is_ok() && digest.parse::<u64>().is_ok(), "{hash:?}");
+    assert!(i64::from_str_radix(zxid, 16).is_ok() && digest.parse::<i64>().is_ok(), "{hash:?}");
+    assert_eq!(server.four_letter("hash"), hash, "nothing changed, the same digest");
 }

@@ -4,9 +4,11 @@
 //! `GET /commands` lists the commands; `GET /commands/<name>` answers one as a JSON
 //! object (`/commands` is `admin.commandURL`) with ZooKeeper 3.8's field names (`"command"` and `"error"` in every answer,
 //! `"error": "Unknown command: <name>"` for a name it does not know), so scripts written
-//! against ZooKeeper's AdminServer read Corral's too. Corral adds `GET /health` (200
-//! while the process runs) and `GET /ready` (200 while it serves clients, 503 while an
-//! ensemble member has no leader) for orchestrators' probes.
+//! against ZooKeeper's AdminServer read Corral's too; ZooKeeper's other names for them
+//! (`mntr`, `srvr`, `cons` ...) work too. Corral adds `GET /health` (200 while the
+//! server's loop answers) and `GET /ready` (200 while it takes new sessions and writes;
+//! 503 while an ensemble member has no leader, while stopping, or once the log failed)
+//! for orchestrators' probes.
 
 use crate::core::{ConnStats, Core, Latency, Msg};
 use crate::fourlw;
@@ -48,24 +50,61 @@ pub const COMMANDS: &[&str] = &[
     "zabstate",
 ];
 
-/// Commands that answer while the server is not serving (ZooKeeper's list).
-const WITHOUT_SERVING: &[&str] = &["configuration", "environment", "is_read_only", "ruok", "zabstate", "voting_view"];
+/// ZooKeeper's other names for its commands (the four-letter words and a few more); the
+/// answer's `"command"` is the primary name.
+const ALIASES: &[(&str, &str)] = &[
+    ("crst", "connection_stat_reset"),
+    ("conf", "configuration"),
+    ("config", "configuration"),
+    ("cons", "connections"),
+    ("env", "environment"),
+    ("envi", "environment"),
+    ("gtmk", "get_trace_mask"),
+    ("icfg", "initial_configuration"),
+    ("isro", "is_read_only"),
+    ("lsnp", "last_snapshot"),
+    ("lead", "leader"),
+    ("mntr", "monitor"),
+    ("orst", "observer_connection_stat_reset"),
+    ("stmk", "set_trace_mask"),
+    ("srvr", "server_stats"),
+    ("stat", "stats"),
+    ("srst", "stat_reset"),
+    ("obsr", "observers"),
+    ("sysp", "system_properties"),
+    ("wchc", "watches"),
+    ("wchs", "watch_summary"),
+    ("wchp", "watches_by_path"),
+];
 
-/// One command's answer, `"command"` and `"error"` included.
-pub fn answer(core: &mut Core, cmd: &str) -> Value {
-    // `set_trace_mask?traceMask=N` arrives as "set_trace_mask N".
-    let (cmd, arg) = cmd.split_once(' ').unwrap_or((cmd, ""));
-    if cmd == "set_trace_mask" {
-        match arg.parse() {
-            Ok(mask) => core.trace_mask = mask,
-            Err(_) => return json!({ "command": cmd, "error": "Missing or invalid traceMask" }),
-        }
-    }
-    let mut v = if !COMMANDS.contains(&cmd) {
-        json!({ "error": format!("Unknown command: {cmd}") })
-    } else if !core.serving() && !WITHOUT_SERVING.contains(&cmd) {
+/// Commands that answer while the server is not serving (ZooKeeper's list).
+const WITHOUT_SERVING: &[&str] =
+    &["environment", "get_trace_mask", "monitor", "set_trace_mask", "system_properties", "zabstate"];
+
+/// The primary name of a command, if `name` is one of ZooKeeper's names for it.
+pub fn command_name(name: &str) -> Option<&'static str> {
+    COMMANDS
+        .iter()
+        .find(|c| **c == name)
+        .or_else(|| ALIASES.iter().find(|(a, _)| *a == name).map(|(_, c)| c))
+        .copied()
+}
+
+/// One command's answer, `"command"` and `"error"` included; `arg` is
+/// `set_trace_mask`'s `traceMask`.
+pub fn answer(core: &mut Core, name: &str, arg: Option<&str>) -> Value {
+    let Some(cmd) = command_name(name) else {
+        return json!({ "command": name, "error": format!("Unknown command: {name}") });
+    };
+    let mut v = if !core.serving() && !WITHOUT_SERVING.contains(&cmd) {
         json!({ "error": fourlw::NOT_SERVING.trim_end() })
+    } else if cmd == "set_trace_mask" && arg.and_then(|a| a.parse::<i64>().ok()).is_none() {
+        let got = arg.map(|a| format!(", got {a}")).unwrap_or_default();
+        json!({ "error": format!("setTraceMask requires long traceMask argument{got}") })
     } else {
+        if cmd == "set_trace_mask" {
+            core.trace_mask = arg.and_then(|a| a.parse().ok()).expect("checked");
+        }
         let mut v = body(core, cmd);
         v.as_object_mut().expect("an object").entry("error").or_insert(Value::Null);
         v
@@ -154,7 +193,9 @@ fn body(core: &mut Core, cmd: &str) -> Value {
         }
         "get_trace_mask" => json!({ "tracemask": core.trace_mask }),
         "set_trace_mask" => json!({ "tracemask": core.trace_mask }),
-        "initial_configuration" => json!({ "initial_configuration": core.cfg.file_text.clone().unwrap_or_default() }),
+        "initial_configuration" => {
+            json!({ "initial_configuration": redacted(core.cfg.file_text.as_deref().unwrap_or_default()) })
+        }
         "system_properties" => {
             // Java's system properties have no Rust equivalent; the process's own facts
             // under the names ZooKeeper's JVM uses for them.
@@ -174,9 +215,13 @@ fn body(core: &mut Core, cmd: &str) -> Value {
             fourlw::answer(core, "crst");
             json!({})
         }
-        "hash" => json!({ "digests": [{ "zxid": core.tree.last_zxid(), "digest": core.tree.digest() }] }),
+        "hash" => {
+            let (zxid, digest) = core.digest();
+            json!({ "digests": [{ "zxid": zxid, "digest": digest }] })
+        }
         "last_snapshot" => {
-            let (zxid, secs) = last_snapshot(core);
+            // -1 for both without a snapshot, as ZooKeeper.
+            let (zxid, secs) = last_snapshot(core).unwrap_or((-1, -1));
             json!({ "zxid": format!("{zxid:x}"), "timestamp": secs })
         }
         "leader" => crate::ensemble::leader_json(core),
@@ -191,7 +236,7 @@ fn body(core: &mut Core, cmd: &str) -> Value {
 /// `mntr`'s rows as one object: ZooKeeper's names without the `zk_` prefix, numbers as
 /// numbers.
 fn monitor(core: &mut Core) -> Value {
-    let text = fourlw::answer(core, "mntr");
+    let text = fourlw::monitor_text(core);
     let m: Map<String, Value> = text
         .lines()
         .filter_map(|l| l.split_once('\t'))
@@ -275,15 +320,31 @@ fn connections(core: &Core, detail: bool) -> Value {
 }
 
 /// The newest snapshot's zxid and its file's modification time (seconds since the epoch).
-fn last_snapshot(core: &Core) -> (i64, u64) {
+fn last_snapshot(core: &Core) -> Option<(i64, i64)> {
     let dir = crate::snapshot_dir(&core.cfg);
-    let Ok(Some((zxid, path))) = corral_storage::snapshot::list(&dir).map(|mut l| l.pop()) else { return (0, 0) };
+    let (zxid, path) = corral_storage::snapshot::list(&dir).ok()?.pop()?;
     let secs = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .ok()
         .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_secs());
-    (zxid, secs)
+        .map_or(-1, |d| d.as_secs() as i64);
+    Some((zxid, secs))
+}
+
+/// zoo.cfg's text with the super user's password hash blanked out (ZooKeeper takes it
+/// as a system property, so its `initial_configuration` never shows it).
+fn redacted(text: &str) -> String {
+    text.lines()
+        .map(|l| {
+            let key = l.split('=').next().unwrap_or_default().trim();
+            if key == "superDigest" || key == "DigestAuthenticationProvider.superDigest" {
+                format!("{key}=<hidden>")
+            } else {
+                l.to_string()
+            }
+        })
+        .flat_map(|l| [l, "\n".to_string()])
+        .collect()
 }
 
 /// Serves the AdminServer on `listener`, asking the core for each answer.
@@ -293,7 +354,7 @@ pub async fn serve(listener: TcpListener, core: mpsc::Sender<Msg>, url: String) 
         .route(&url, axum::routing::get(list))
         .route(&format!("{url}/"), axum::routing::get(list))
         .route(&format!("{url}/{{name}}"), axum::routing::get(command))
-        .route("/health", axum::routing::get(|| async { "OK\n" }))
+        .route("/health", axum::routing::get(health))
         .route("/ready", axum::routing::get(ready))
         .with_state(core);
     if let Err(e) = axum::serve(listener, app).await {
@@ -301,9 +362,9 @@ pub async fn serve(listener: TcpListener, core: mpsc::Sender<Msg>, url: String) 
     }
 }
 
-async fn ask(core: &mpsc::Sender<Msg>, cmd: &str) -> Option<Value> {
+async fn ask(core: &mpsc::Sender<Msg>, cmd: &str, arg: Option<String>) -> Option<Value> {
     let (reply, answer) = oneshot::channel();
-    core.send(Msg::Admin { cmd: cmd.to_string(), reply }).await.ok()?;
+    core.send(Msg::Admin { cmd: cmd.to_string(), arg, reply }).await.ok()?;
     answer.await.ok()
 }
 
@@ -317,20 +378,37 @@ async fn command(
     Path(name): Path<String>,
     RawQuery(query): RawQuery,
 ) -> impl IntoResponse {
-    let mut asked = name.clone();
-    if name == "set_trace_mask" {
-        let mask = query.as_deref().unwrap_or_default().split('&').find_map(|kv| kv.strip_prefix("traceMask="));
-        asked = format!("set_trace_mask {}", mask.unwrap_or_default());
-    }
-    let v = ask(&core, &asked).await.unwrap_or_else(|| json!({ "command": name, "error": "the server is stopping" }));
+    let arg = query.as_deref().unwrap_or_default().split('&').find_map(|kv| kv.strip_prefix("traceMask="));
+    let v = ask(&core, &name, arg.map(str::to_string))
+        .await
+        .unwrap_or_else(|| json!({ "command": name, "error": "the server is stopping" }));
     let body = serde_json::to_string_pretty(&v).expect("JSON values serialise");
     ([(CONTENT_TYPE, "application/json")], body)
 }
 
+/// Asks the core whether it is ready; `None` if it does not answer within 5 s (stuck) or
+/// is gone.
+async fn ask_ready(core: &mpsc::Sender<Msg>) -> Option<bool> {
+    let (reply, answer) = oneshot::channel();
+    let asked = async {
+        core.send(Msg::Ready { reply }).await.ok()?;
+        answer.await.ok()
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(5), asked).await.ok().flatten()
+}
+
+/// 200 while the server's loop answers; 503 if it is gone or stuck.
+async fn health(State(core): State<mpsc::Sender<Msg>>) -> impl IntoResponse {
+    match ask_ready(&core).await {
+        Some(_) => (StatusCode::OK, "OK\n"),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "not answering\n"),
+    }
+}
+
 async fn ready(State(core): State<mpsc::Sender<Msg>>) -> impl IntoResponse {
-    match ask(&core, "server_stats").await {
-        Some(v) if v["error"].is_null() => (StatusCode::OK, "ready\n"),
-        Some(_) => (StatusCode::SERVICE_UNAVAILABLE, "not serving\n"),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
+    match ask_ready(&core).await {
+        Some(true) => (StatusCode::OK, "ready\n"),
+        Some(false) => (StatusCode::SERVICE_UNAVAILABLE, "not serving\n"),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "not answering\n"),
     }
 }

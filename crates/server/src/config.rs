@@ -42,7 +42,7 @@
 //! | `peerType`                        | `peer_type`                   | none (see below)     |
 //! | `standaloneEnabled`               | `standalone_enabled`          | true                 |
 //! | `admin.enableServer`              | `admin_enabled`               | true                 |
-//! | `admin.serverAddress`             | `admin_address`               | 0.0.0.0              |
+//! | `admin.serverAddress`             | `admin_address`               | `clientPortAddress`  |
 //! | `admin.serverPort`                | `admin_port`                  | 8080                 |
 //! | `metricsProvider.className`       | `metrics_enabled`             | off                  |
 //! | `metricsProvider.httpHost`        | `metrics_http_host`           | 0.0.0.0              |
@@ -57,7 +57,8 @@
 //!
 //! Metrics are served (Prometheus text at `/metrics`) when `metricsProvider.className`
 //! names ZooKeeper's `org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider`;
-//! any other provider is an error.
+//! ZooKeeper's `DefaultMetricsProvider` and `NullMetricsProvider` mean none, and any
+//! other provider is an error.
 //!
 //! `DigestAuthenticationProvider.superDigest`, the name ZooKeeper itself
 //! reads, is accepted as a synonym for `superDigest`.
@@ -622,8 +623,10 @@ pub struct Config {
     pub purge_interval_hours: u32,
     /// `admin.enableServer`: serve the AdminServer over HTTP. Default true, as ZooKeeper.
     pub admin_enabled: bool,
-    /// `admin.serverAddress`. Default 0.0.0.0, as ZooKeeper.
-    pub admin_address: IpAddr,
+    /// `admin.serverAddress`; `None`: the client port's address (`clientPortAddress`,
+    /// 127.0.0.1 by default). ZooKeeper listens on 0.0.0.0 by default, as it does for
+    /// clients; Corral keeps its operators' HTTP port as private as its client port.
+    pub admin_address: Option<IpAddr>,
     /// `admin.serverPort`. Default 8080, as ZooKeeper.
     pub admin_port: u16,
     /// `metricsProvider.className` is ZooKeeper's Prometheus provider: serve `/metrics`.
@@ -692,7 +695,7 @@ impl Default for Config {
             snap_retain_count: 3,
             purge_interval_hours: 0,
             admin_enabled: true,
-            admin_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            admin_address: None,
             admin_port: 8080,
             metrics_enabled: false,
             metrics_http_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -769,17 +772,21 @@ impl Config {
                 "autopurge.snapRetainCount" => cfg.snap_retain_count = entry.count()?.max(3),
                 "autopurge.purgeInterval" => cfg.purge_interval_hours = entry.count()?,
                 "metricsProvider.className" => {
-                    if !entry.value.ends_with("PrometheusMetricsProvider") {
-                        return Err(entry.invalid(
-                            "the only metrics provider is ZooKeeper's \
-                             org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
-                        ));
-                    }
-                    cfg.metrics_enabled = true;
+                    // ZooKeeper's default provider and its null one export nothing.
+                    cfg.metrics_enabled = match entry.value.rsplit('.').next().unwrap_or_default() {
+                        "PrometheusMetricsProvider" => true,
+                        "DefaultMetricsProvider" | "NullMetricsProvider" => false,
+                        _ => {
+                            return Err(entry.invalid(
+                                "the only metrics provider is ZooKeeper's \
+                                 org.apache.zookeeper.metrics.prometheus.PrometheusMetricsProvider",
+                            ))
+                        }
+                    };
                 }
                 "metricsProvider.httpHost" => cfg.metrics_http_host = entry.ip_addr()?,
                 "admin.enableServer" => cfg.admin_enabled = entry.boolean()?,
-                "admin.serverAddress" => cfg.admin_address = entry.ip_addr()?,
+                "admin.serverAddress" => cfg.admin_address = Some(entry.ip_addr()?),
                 "admin.serverPort" => cfg.admin_port = entry.port()?,
                 "metricsProvider.httpPort" => cfg.metrics_http_port = entry.port()?,
                 "admin.commandURL" => cfg.admin_command_url = entry.url_path()?,
@@ -1447,7 +1454,7 @@ mod tests {
                 snap_retain_count: 3,
                 purge_interval_hours: 0,
                 admin_enabled: true,
-                admin_address: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+                admin_address: None,
                 admin_port: 8080,
                 metrics_enabled: false,
                 metrics_http_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
@@ -1516,6 +1523,9 @@ mod tests {
         assert_eq!(cfg.metrics_http_port, 7000);
         let err = Config::parse("metricsProvider.className=com.example.Statsd\n").unwrap_err().to_string();
         assert!(err.contains("PrometheusMetricsProvider"), "{err}");
+        for quiet in ["org.apache.zookeeper.metrics.impl.DefaultMetricsProvider", "org.apache.zookeeper.metrics.impl.NullMetricsProvider"] {
+            assert!(!parse(&format!("metricsProvider.className={quiet}\n")).metrics_enabled, "{quiet}");
+        }
     }
 
     #[test]

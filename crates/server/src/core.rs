@@ -131,8 +131,12 @@ pub enum Msg {
     Closed { conn: ConnId },
     /// A four-letter word, answered with its text.
     FourLetter { cmd: String, reply: oneshot::Sender<String> },
-    /// An AdminServer command (HTTP); the answer is its JSON.
-    Admin { cmd: String, reply: oneshot::Sender<serde_json::Value> },
+    /// An AdminServer command (HTTP) with its query argument (`set_trace_mask`'s
+    /// `traceMask`); the answer is its JSON.
+    Admin { cmd: String, arg: Option<String>, reply: oneshot::Sender<serde_json::Value> },
+    /// `/ready`: whether this server takes new sessions and writes now (it serves, it is
+    /// not stopping, its log works).
+    Ready { reply: oneshot::Sender<bool> },
     /// `/metrics`: the `mntr` answer and the task queues' depths.
     Metrics { reply: oneshot::Sender<(String, Vec<crate::metrics::QueueDepth>)> },
     /// Stop: answer what is in flight, then close every connection (sessions live on, and
@@ -280,6 +284,8 @@ pub struct Core {
     /// The trace mask `gtmk` reports and `stmk` sets (ZooKeeper's default, 306; Corral
     /// traces through `RUST_LOG`, so it changes nothing else).
     pub(crate) trace_mask: i64,
+    /// The last digest `hash` computed: when, of which zxid, and its value.
+    digest_cache: Option<(Instant, i64, i64)>,
     /// Set by [`Msg::Shutdown`]: told once the requests in flight are answered and the
     /// connections closed; the flag says the connections were told to close.
     stopping: Option<(oneshot::Sender<()>, bool)>,
@@ -340,6 +346,7 @@ impl Core {
             auth_failed: 0,
             stopping: None,
             trace_mask: 306,
+            digest_cache: None,
         }
     }
 
@@ -429,11 +436,14 @@ impl Core {
             Msg::FourLetter { cmd, reply } => {
                 let _ = reply.send(fourlw::answer(self, &cmd));
             }
-            Msg::Admin { cmd, reply } => {
-                let _ = reply.send(crate::admin::answer(self, &cmd));
+            Msg::Admin { cmd, arg, reply } => {
+                let _ = reply.send(crate::admin::answer(self, &cmd, arg.as_deref()));
+            }
+            Msg::Ready { reply } => {
+                let _ = reply.send(self.serving() && self.stopping.is_none() && !self.log_failed);
             }
             Msg::Metrics { reply } => {
-                let mntr = fourlw::answer(self, "mntr");
+                let mntr = fourlw::monitor_text(self);
                 let _ = reply.send((mntr, crate::metrics::queue_depths(&self.tree)));
             }
             Msg::Shutdown { reply } => {
@@ -559,6 +569,22 @@ impl Core {
         self.abandon_unsent
             || self.tree.snapshot_in_progress().is_some()
             || self.snapshot_sent.is_some_and(|z| z <= self.durable_through)
+    }
+
+    /// The tree's digest and its zxid for `hash`. Computing it walks the whole tree on
+    /// this loop (about a second for a million znodes), so it is done at most once a
+    /// minute, or when nothing changed since; in between the last one is answered with
+    /// its zxid, as ZooKeeper answers from its log of past digests.
+    pub(crate) fn digest(&mut self) -> (i64, i64) {
+        let zxid = self.tree.last_zxid();
+        match self.digest_cache {
+            Some((at, z, d)) if z == zxid || at.elapsed() < Duration::from_secs(60) => (z, d),
+            _ => {
+                let d = self.tree.digest() as i64;
+                self.digest_cache = Some((Instant::now(), zxid, d));
+                (zxid, d)
+            }
+        }
     }
 
     /// Sends the next slice of the snapshot under way, or, once it is all sent and its

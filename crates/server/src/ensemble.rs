@@ -208,25 +208,51 @@ pub(crate) fn leader_json(core: &Core) -> serde_json::Value {
     serde_json::json!({ "is_leader": matches!(role, Role::Leading { .. }), "leader_id": leader, "leader_ip": ip })
 }
 
-/// The AdminServer's `voting_view`: every member as ZooKeeper prints a server line.
+/// The AdminServer's `voting_view`: the voting members (observers are not in it), each
+/// with its addresses as ZooKeeper's `QuorumServerView` has them.
 pub(crate) fn voting_view_json(core: &Core) -> serde_json::Value {
     let mut view = serde_json::Map::new();
-    for s in core.cfg.ensemble.iter().flat_map(|e| &e.servers) {
-        let role = if matches!(s.role, crate::config::Role::Observer) { "observer" } else { "participant" };
-        let client = s.client.as_ref().map_or(String::new(), |c| {
-            format!(";{}:{}", c.host.as_deref().unwrap_or("0.0.0.0"), c.port)
-        });
-        view.insert(s.id.to_string(), format!("{}:{}:{}:{role}{client}", s.host, s.quorum_port, s.election_port).into());
+    for s in core.cfg.ensemble.iter().flat_map(|e| e.voters()) {
+        view.insert(
+            s.id.to_string(),
+            serde_json::json!({
+                "server_addresses": [format!("{}:{}", s.host, s.quorum_port)],
+                "election_addresses": [format!("{}:{}", s.host, s.election_port)],
+                "client_address": client_address(s),
+                "learner_type": "participant",
+            }),
+        );
     }
     serde_json::json!({ "current_config": view })
 }
 
-/// The AdminServer's `zabstate`: whether this member votes, and its Zab phase.
+/// A member's client address as ZooKeeper prints it (`""` when its line names none).
+fn client_address(s: &crate::config::ServerSpec) -> String {
+    s.client.as_ref().map_or(String::new(), |c| format!("{}:{}", c.host.as_deref().unwrap_or("0.0.0.0"), c.port))
+}
+
+/// The AdminServer's `zabstate`: for a voting member, who it is, its last zxid and its
+/// Zab phase; an observer only says it does not vote.
 pub(crate) fn zabstate_json(core: &Core) -> serde_json::Value {
-    let Some(role) = core.zab_role() else { return serde_json::json!({ "voting": false, "zabstate": "" }) };
-    let voting = core.cfg.ensemble.as_ref().is_some_and(|e| e.voters().any(|s| s.id == e.my_id));
-    let state = if matches!(role, Role::Looking) { "election" } else { "broadcast" };
-    serde_json::json!({ "voting": voting, "zabstate": state })
+    let (Repl::Member(m), Some(ens)) = (&core.repl, core.cfg.ensemble.as_ref()) else {
+        return serde_json::json!({ "voting": false, "zabstate": "" });
+    };
+    let Some(me) = ens.voters().find(|s| s.id == ens.my_id) else {
+        return serde_json::json!({ "voting": false, "zabstate": "" });
+    };
+    let zxid = core.tree.last_zxid();
+    serde_json::json!({
+        "myid": ens.my_id,
+        "is_leader": matches!(m.role, Role::Leading { .. }),
+        "quorum_address": format!("{}:{}", me.host, me.quorum_port),
+        "election_address": format!("{}:{}", me.host, me.election_port),
+        "client_address": client_address(me),
+        "voting": true,
+        "last_zxid": format!("0x{zxid:x}"),
+        "zab_epoch": zxid >> 32,
+        "zab_counter": zxid & 0xffff_ffff,
+        "zabstate": m.peer.phase(),
+    })
 }
 
 /// The AdminServer's `observers`: on a leader, how many observers are synced.

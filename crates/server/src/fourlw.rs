@@ -167,38 +167,7 @@ pub fn answer(core: &mut Core, cmd: &str) -> String {
             let _ = writeln!(out, "datadir_size: {data}");
             let _ = writeln!(out, "logdir_size: {log}");
         }
-        "mntr" => {
-            let l = core.latency;
-            let w = &core.tree.watches;
-            let rows: Vec<(&str, String)> = vec![
-                ("zk_version", VERSION.to_string()),
-                ("zk_server_state", core.mode_name().into()),
-                ("zk_ephemerals_count", core.tree.ephemeral_count().to_string()),
-                ("zk_num_alive_connections", core.conns.len().to_string()),
-                ("zk_avg_latency", fmt_avg(l.avg())),
-                ("zk_outstanding_requests", "0".into()),
-                ("zk_znode_count", reported_node_count(core).to_string()),
-                ("zk_global_sessions", core.sessions.len().to_string()),
-                ("zk_packets_sent", core.packets_sent.to_string()),
-                ("zk_packets_received", core.packets_received.to_string()),
-                ("zk_watch_count", w.count().to_string()),
-                ("zk_auth_failed_count", core.auth_failed.to_string()),
-                ("zk_min_latency", l.min_ms.to_string()),
-                ("zk_max_latency", l.max_ms.to_string()),
-                ("zk_approximate_data_size", core.tree.data_bytes().to_string()),
-                ("zk_local_sessions", "0".into()),
-                ("zk_uptime", core.started.elapsed().as_millis().to_string()),
-            ];
-            let mut rows = rows;
-            if let Some((open, max)) = file_descriptors() {
-                rows.push(("zk_open_file_descriptor_count", open.to_string()));
-                rows.push(("zk_max_file_descriptor_count", max.to_string()));
-            }
-            rows.extend(crate::ensemble::monitor_rows(core));
-            for (k, v) in rows {
-                let _ = writeln!(out, "{k}\t{v}");
-            }
-        }
+        "mntr" => out = monitor_text(core),
         "wchc" => {
             for (session, paths) in core.tree.watches.by_session() {
                 let _ = writeln!(out, "{session:#x}");
@@ -232,7 +201,8 @@ pub fn answer(core: &mut Core, cmd: &str) -> String {
         }
         "gtmk" => out.push_str(&core.trace_mask.to_string()),
         "hash" => {
-            let _ = writeln!(out, "{:x}: {}", core.tree.last_zxid(), core.tree.digest());
+            let (zxid, digest) = core.digest();
+            let _ = writeln!(out, "{zxid:x}: {digest}");
         }
         stmk if stmk.starts_with("stmk ") => {
             // The connection read the 8-byte mask that follows the word.
@@ -265,6 +235,43 @@ pub fn answer(core: &mut Core, cmd: &str) -> String {
             // Known words this server does not answer yet (see docs/compatibility.md).
             let _ = writeln!(out, "{other} is not supported by this server.");
         }
+    }
+    out
+}
+
+/// `mntr`'s rows (also the AdminServer's `monitor` and `/metrics`' gauges, which answer
+/// while an ensemble member has no leader, as ZooKeeper's do).
+pub fn monitor_text(core: &Core) -> String {
+    let mut out = String::new();
+    let l = core.latency;
+    let w = &core.tree.watches;
+    let rows: Vec<(&str, String)> = vec![
+        ("zk_version", VERSION.to_string()),
+        ("zk_server_state", core.mode_name().into()),
+        ("zk_ephemerals_count", core.tree.ephemeral_count().to_string()),
+        ("zk_num_alive_connections", core.conns.len().to_string()),
+        ("zk_avg_latency", fmt_avg(l.avg())),
+        ("zk_outstanding_requests", "0".into()),
+        ("zk_znode_count", reported_node_count(core).to_string()),
+        ("zk_global_sessions", core.sessions.len().to_string()),
+        ("zk_packets_sent", core.packets_sent.to_string()),
+        ("zk_packets_received", core.packets_received.to_string()),
+        ("zk_watch_count", w.count().to_string()),
+        ("zk_auth_failed_count", core.auth_failed.to_string()),
+        ("zk_min_latency", l.min_ms.to_string()),
+        ("zk_max_latency", l.max_ms.to_string()),
+        ("zk_approximate_data_size", core.tree.data_bytes().to_string()),
+        ("zk_local_sessions", "0".into()),
+        ("zk_uptime", core.started.elapsed().as_millis().to_string()),
+    ];
+    let mut rows = rows;
+    if let Some((open, max)) = file_descriptors() {
+        rows.push(("zk_open_file_descriptor_count", open.to_string()));
+        rows.push(("zk_max_file_descriptor_count", max.to_string()));
+    }
+    rows.extend(crate::ensemble::monitor_rows(core));
+    for (k, v) in rows {
+        let _ = writeln!(out, "{k}\t{v}");
     }
     out
 }

@@ -107,13 +107,14 @@ async fn bind_metrics(cfg: &Config) -> Result<Option<TcpListener>, ServerError> 
     Ok(Some(l))
 }
 
-/// Binds the AdminServer's port unless `admin.enableServer=false`. As in ZooKeeper, a
-/// port that cannot be had is logged and the server runs without it.
+/// Binds the AdminServer's port unless `admin.enableServer=false`. As in a ZooKeeper
+/// ensemble member (a standalone ZooKeeper exits), a port that cannot be had is logged
+/// and the server runs without it.
 async fn bind_admin(cfg: &Config) -> Option<TcpListener> {
     if !cfg.admin_enabled {
         return None;
     }
-    let addr = SocketAddr::new(cfg.admin_address, cfg.admin_port);
+    let addr = SocketAddr::new(cfg.admin_address.unwrap_or(cfg.client_port_address), cfg.admin_port);
     match TcpListener::bind(addr).await {
         Ok(l) => {
             tracing::info!(%addr, url = %cfg.admin_command_url, "AdminServer");

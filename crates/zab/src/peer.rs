@@ -293,6 +293,22 @@ impl Peer {
         }
     }
 
+    /// The Zab phase, in ZooKeeper's words (its `ZabState`, lower case): `election`,
+    /// `discovery`, `synchronization` or `broadcast`.
+    pub fn phase(&self) -> &'static str {
+        match &self.state {
+            State::Looking(_) | State::Recovering => "election",
+            State::Leading(l) if l.established => "broadcast",
+            State::Leading(l) if l.epoch.is_some() => "synchronization",
+            State::Leading(_) => "discovery",
+            State::Following(f) => match f.phase {
+                FollowPhase::Discovery => "discovery",
+                FollowPhase::Broadcast => "broadcast",
+                _ => "synchronization",
+            },
+        }
+    }
+
     /// What a leader reports about its learners (`None` on any other server).
     pub fn leader_stats(&self) -> Option<LeaderStats> {
         let State::Leading(l) = &self.state else { return None };
