@@ -179,7 +179,10 @@ fn server(args: ServerArgs) -> ExitCode {
                 _ = term.recv() => tracing::info!("SIGTERM; shutting down"),
             }
         };
-        server.run_until(stop).await;
+        if let Err(e) = server.run_until(stop).await {
+            tracing::error!(error = %e, "stopped");
+            return ExitCode::from(70);
+        }
         tracing::info!("stopped");
         ExitCode::SUCCESS
     })

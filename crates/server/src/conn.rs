@@ -152,50 +152,62 @@ async fn run(
 ) -> Result<(), ConnError> {
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(8 * 1024);
-    while buf.len() < 4 {
-        if rd.read_buf(&mut buf).await? == 0 {
-            return Ok(());
+    // Until the handshake is done, a stopping server may cut the connection at any point
+    // (a client that connected and sent nothing must not hold up a shutdown).
+    let handshake = async {
+        while buf.len() < 4 {
+            if rd.read_buf(&mut buf).await? == 0 {
+                return Ok(None);
+            }
         }
-    }
-    if let Some(cmd) = fourlw::parse(&buf[..4]) {
-        let text = if cfg.four_letter_whitelist.allows(cmd) {
-            let mut word = cmd.to_string();
-            if cmd == "stmk" {
-                // The new mask follows as 8 bytes.
-                while buf.len() < 12 {
-                    if rd.read_buf(&mut buf).await? == 0 {
-                        return Ok(());
+        if let Some(cmd) = fourlw::parse(&buf[..4]) {
+            let text = if cfg.four_letter_whitelist.allows(cmd) {
+                let mut word = cmd.to_string();
+                if cmd == "stmk" {
+                    // The new mask follows as 8 bytes.
+                    while buf.len() < 12 {
+                        if rd.read_buf(&mut buf).await? == 0 {
+                            return Ok(None);
+                        }
                     }
+                    word = format!("stmk {}", i64::from_be_bytes(buf[4..12].try_into().expect("8 bytes")));
                 }
-                word = format!("stmk {}", i64::from_be_bytes(buf[4..12].try_into().expect("8 bytes")));
-            }
-            let (tx, rx) = oneshot::channel();
-            core.send(Msg::FourLetter { cmd: word, reply: tx }).await.map_err(|_| ConnError::CoreGone)?;
-            rx.await.map_err(|_| ConnError::CoreGone)?
-        } else {
-            format!("{cmd} is not executed because it is not in the whitelist.\n")
-        };
-        wr.write_all(text.as_bytes()).await?;
-        wr.shutdown().await?;
-        return Ok(());
-    }
-
-    let Some(body) = read_frame(&mut rd, &mut buf, cfg.max_frame_bytes).await? else { return Ok(()) };
-    let req = ConnectRequest::decode(&mut Reader::new(&body)).map_err(|e| ConnError::Decode("connect request", e))?;
-    let (out_tx, out_rx) = mpsc::unbounded_channel();
-    let (tx, rx) = oneshot::channel();
-    core.send(Msg::Connect { conn, addr, req, out: out_tx, reply: tx }).await.map_err(|_| ConnError::CoreGone)?;
-    // The handshake answer goes out before anything the core queues for this session.
-    match rx.await.map_err(|_| ConnError::CoreGone)? {
-        Handshake::Accepted(resp) => wr.write_all(&resp).await?,
-        Handshake::Refused(resp) => {
-            if let Some(resp) = resp {
-                wr.write_all(&resp).await?;
-            }
-            let _ = wr.shutdown().await;
-            return Ok(());
+                let (tx, rx) = oneshot::channel();
+                core.send(Msg::FourLetter { cmd: word, reply: tx }).await.map_err(|_| ConnError::CoreGone)?;
+                rx.await.map_err(|_| ConnError::CoreGone)?
+            } else {
+                format!("{cmd} is not executed because it is not in the whitelist.\n")
+            };
+            wr.write_all(text.as_bytes()).await?;
+            wr.shutdown().await?;
+            return Ok(None);
         }
-    }
+
+        let Some(body) = read_frame(&mut rd, &mut buf, cfg.max_frame_bytes).await? else { return Ok(None) };
+        let req = ConnectRequest::decode(&mut Reader::new(&body)).map_err(|e| ConnError::Decode("connect request", e))?;
+        let (out_tx, out_rx) = mpsc::unbounded_channel();
+        let (tx, rx) = oneshot::channel();
+        core.send(Msg::Connect { conn, addr, req, out: out_tx, reply: tx }).await.map_err(|_| ConnError::CoreGone)?;
+        // The handshake answer goes out before anything the core queues for this session.
+        match rx.await.map_err(|_| ConnError::CoreGone)? {
+            Handshake::Accepted(resp) => wr.write_all(&resp).await?,
+            Handshake::Refused(resp) => {
+                if let Some(resp) = resp {
+                    wr.write_all(&resp).await?;
+                }
+                let _ = wr.shutdown().await;
+                return Ok(None);
+            }
+        }
+        Ok::<_, ConnError>(Some(out_rx))
+    };
+    let out_rx = tokio::select! {
+        done = handshake => match done? {
+            Some(out_rx) => out_rx,
+            None => return Ok(()),
+        },
+        _ = shared.kill.notified() => return Ok(()),
+    };
     let mut writer = tokio::spawn(writer(wr, out_rx, shared.clone()));
 
     let reading = async {

@@ -402,7 +402,9 @@ impl Core {
         let Some((_, closing)) = &self.stopping else { return };
         if !*closing {
             let busy = !self.proposed.is_empty() && !self.log_failed
-                || self.sessions.values().any(|s| s.pending_writes > 0 || !s.queue.is_empty());
+                || self.sessions.values().any(|s| {
+                    s.pending_writes > 0 || !s.queue.is_empty() || s.syncing > 0 || !s.forwarded.is_empty()
+                });
             if busy {
                 return;
             }

@@ -59,6 +59,8 @@ pub enum ServerError {
     Replica(#[from] replica::ReplicaError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("the server's loop ended ({0}); exiting so the server can be restarted from its log")]
+    LoopEnded(&'static str),
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: std::path::PathBuf, source: std::io::Error },
     #[error("cannot open the transaction log: {0}")]
@@ -229,18 +231,20 @@ impl Server {
     }
 
     /// Serves clients until the process ends.
-    pub async fn run(self) {
+    pub async fn run(self) -> Result<(), ServerError> {
         self.run_until(std::future::pending()).await
     }
 
     /// Serves clients until `stop` completes; then stops taking connections, answers the
     /// requests in flight, closes every connection (sessions live on: their clients move
     /// to another server, or come back after a restart) and returns. Gives up waiting
-    /// for the requests in flight after 10 s.
-    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) {
+    /// for the requests in flight after 10 s. An error if the server's loop ended on its
+    /// own (a bug: it panicked): the process should exit and be restarted, recovering
+    /// from its log.
+    pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
         let (tx, rx) = mpsc::channel(CORE_QUEUE);
         let admin_url = self.core.cfg.admin_command_url.clone();
-        match self.feed {
+        let mut core_task = match self.feed {
             Feed::Durable(durable) => tokio::spawn(self.core.run(rx, durable)),
             Feed::Quorum(inbox) => tokio::spawn(self.core.run_member(rx, inbox)),
         };
@@ -294,13 +298,21 @@ impl Server {
         tokio::select! {
             _ = accept => {}
             _ = stop => {}
+            ended = &mut core_task => {
+                let why = match ended {
+                    Err(e) if e.is_panic() => "it panicked",
+                    _ => "it returned",
+                };
+                return Err(ServerError::LoopEnded(why));
+            }
         }
         let (reply, done) = oneshot::channel();
         if core.send(Msg::Shutdown { reply }).await.is_ok()
             && tokio::time::timeout(std::time::Duration::from_secs(10), done).await.is_err()
         {
-            tracing::warn!("requests still in flight after 10 s; stopping anyway");
+            tracing::warn!("connections still open or requests in flight after 10 s; stopping anyway");
         }
+        Ok(())
     }
 }
 
