@@ -290,17 +290,23 @@ impl Shell {
                 let o = Opts::parse(rest, cmd, "swR", "")?;
                 let path = path_arg(&o, cmd)?;
                 if o.has('R') {
+                    // As zkCli: the node, then all its children, then each child's subtree
+                    // in turn; a node deleted meanwhile is skipped.
+                    c.check_stat(&path).await.map_err(|e| Failure::keeper(e, &path))?.ok_or_else(|| Failure::keeper(zk::Error::NoNode, &path))?;
+                    self.out(&format!("{path}\n"));
                     let mut stack = vec![path.clone()];
-                    let mut out = String::new();
                     while let Some(p) = stack.pop() {
-                        out.push_str(&p);
-                        out.push('\n');
-                        let mut kids = c.list_children(&p).await.map_err(|e| Failure::keeper(e, &p))?;
+                        let mut kids = match c.list_children(&p).await {
+                            Ok(kids) => kids,
+                            Err(zk::Error::NoNode) => continue,
+                            Err(e) => return Err(Failure::keeper(e, &p)),
+                        };
                         kids.sort();
                         let prefix = if p == "/" { String::new() } else { p.clone() };
-                        stack.extend(kids.iter().rev().map(|k| format!("{prefix}/{k}")));
+                        let kids: Vec<String> = kids.iter().map(|k| format!("{prefix}/{k}")).collect();
+                        self.out(&kids.iter().map(|k| format!("{k}\n")).collect::<String>());
+                        stack.extend(kids.into_iter().rev());
                     }
-                    self.out(&out);
                     return Ok(true);
                 }
                 let (kids, stat) = if o.has('w') {
@@ -684,6 +690,7 @@ pub fn main(args: Vec<String>) -> ExitCode {
         rt.block_on(close(shell));
         return ExitCode::from(code);
     }
+    let mut last_code = 0u8;
     let mut editor: Editor<Completion, rustyline::history::DefaultHistory> = match Editor::new() {
         Ok(e) => e,
         Err(e) => {
@@ -719,9 +726,12 @@ pub fn main(args: Vec<String>) -> ExitCode {
         let _ = editor.add_history_entry(line.as_str());
         shell.history.push(w.join(" "));
         match rt.block_on(shell.run(&w)) {
-            Ok(true) => {}
+            Ok(true) => last_code = 0,
             Ok(false) => break,
-            Err(f) => eprintln!("{}", f.message),
+            Err(f) => {
+                eprintln!("{}", f.message);
+                last_code = f.code;
+            }
         }
         if let Some(Completion { client, .. }) = editor.helper_mut() {
             *client = shell.client.clone();
@@ -732,7 +742,8 @@ pub fn main(args: Vec<String>) -> ExitCode {
     }
     drop(editor);
     rt.block_on(close(shell));
-    ExitCode::SUCCESS
+    // As zkCli: the status of the last command run.
+    ExitCode::from(last_code)
 }
 
 /// Ends the session, as zkCli does on its way out (its ephemeral nodes go at once): the

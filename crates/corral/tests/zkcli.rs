@@ -164,3 +164,38 @@ fn interactive_prompt_completion_watches_and_history() {
     assert!(t.contains("3 - get /watched"), "history lists the completed command: {t}");
     assert!(t.contains("--history--") && t.contains("set /watched y"), "history is saved: {t}");
 }
+
+/// `ls -R` walks as zkCli's does: a node, all its children, then each child's subtree.
+#[test]
+fn ls_recursive_lists_children_before_grandchildren() {
+    let s = Server::start();
+    for p in ["/r", "/r/b", "/r/b/x", "/r/c", "/r/c/y", "/r/c/y/z"] {
+        ok(&s, &format!("create {p} v"));
+    }
+    assert_eq!(ok(&s, "ls -R /r"), "/r\n/r/b\n/r/c\n/r/b/x\n/r/c/y\n/r/c/y/z\n");
+    fails(&s, "ls -R /nope", 1, "Node does not exist: /nope");
+}
+
+/// Commands piped into the shell: it exits with the status of the last one, as zkCli.
+#[test]
+fn piped_commands_exit_with_the_last_status() {
+    let s = Server::start();
+    let run = |input: &str| {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_corral"))
+            .args(["cli", "-server", &s.addr()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (code, err) = run("create /p x\nget /nope\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("Node does not exist: /nope"), "{err}");
+    assert_eq!(run("get /nope\nget /p\n").0, Some(0));
+    assert_eq!(run("nosuchcommand\n").0, Some(127));
+}
