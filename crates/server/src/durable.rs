@@ -251,9 +251,15 @@ fn lower_this_threads_priority() {
 
 /// Returns memory the allocator holds but nothing uses to the operating system. Building a
 /// whole tree (at recovery, or from a leader's snapshot) and dropping the old one leaves
-/// hundreds of MiB in glibc's free lists otherwise, which counts as the server's resident
-/// memory.
+/// hundreds of MiB in the allocator's free pages otherwise (mimalloc, the binary's
+/// allocator, purges a thread's free pages only when that thread allocates again; glibc's
+/// keeps them in its free lists), which counts as the server's resident memory.
 pub fn release_free_memory() {
+    // SAFETY: mi_collect only walks mimalloc's own free pages (it has none if the
+    // binary's allocator is another); it takes no pointers.
+    unsafe {
+        libmimalloc_sys::mi_collect(true);
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists; it takes no pointers.
     unsafe {
