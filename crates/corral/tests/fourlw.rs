@@ -180,3 +180,41 @@ fn stmk_sets_the_mask_gtmk_reports_and_hash_prints_the_digest() {
     assert!(i64::from_str_radix(zxid, 16).is_ok() && digest.parse::<i64>().is_ok(), "{hash:?}");
     assert_eq!(server.four_letter("hash"), hash, "nothing changed, the same digest");
 }
+
+/// `zk_outstanding_requests` counts the requests read and not yet answered: some while a
+/// pipeline of writes is being worked through, none once every one is answered.
+#[tokio::test]
+async fn outstanding_requests_are_counted() {
+    let server = Server::start();
+    let mut seen = 0;
+    for attempt in 0..5 {
+        let mut raw = RawConn::connect(&server.addr()).await;
+        raw.handshake(10_000, 0, &[0; 16]).await.expect("session");
+        let n = 900;
+        let mut frames = Vec::new();
+        for i in 1..=n {
+            frames.extend(request_frame(i, op::CREATE, &body_create(&format!("/o{attempt}-{i}"), b"data", 0)));
+        }
+        raw.send_bytes(&frames).await.unwrap();
+        let addr = server.addr();
+        let poll = tokio::task::spawn_blocking(move || {
+            let mut most = 0u64;
+            for _ in 0..200 {
+                let m = mntr_map(&four_letter_at(&addr, "mntr").unwrap_or_default());
+                most = most.max(m.get("zk_outstanding_requests").and_then(|v| v.parse().ok()).unwrap_or(0));
+            }
+            most
+        });
+        for i in 1..=n {
+            let r = raw.read_reply().await.expect("a reply");
+            assert_eq!((r.header.xid, r.header.err), (i, 0));
+        }
+        seen = seen.max(poll.await.unwrap());
+        if seen > 0 {
+            break;
+        }
+    }
+    assert!(seen > 0, "never saw a request outstanding");
+    let m = mntr_map(&server.four_letter("mntr"));
+    assert_eq!(m["zk_outstanding_requests"], "0", "all answered");
+}

@@ -270,7 +270,7 @@ fn server_stats(core: &Core) -> Value {
         "provider_null": false,
         "server_state": core.mode_name(),
         "last_processed_zxid": core.tree.last_zxid(),
-        "outstanding_requests": 0,
+        "outstanding_requests": core.outstanding_requests(),
         "avg_latency": avg,
         "max_latency": max,
         "min_latency": min,
@@ -292,7 +292,7 @@ fn connections(core: &Core, detail: bool) -> Value {
             let mut v = json!({
                 "remote_socket_address": c.addr.to_string(),
                 "interest_ops": 1,
-                "outstanding_requests": 0,
+                "outstanding_requests": c.shared.outstanding(),
                 "packets_received": s.received,
                 "packets_sent": s.sent,
             });

@@ -55,6 +55,11 @@ impl Shared {
         }
     }
 
+    /// Requests read from this connection and not answered yet.
+    pub fn outstanding(&self) -> usize {
+        MAX_IN_FLIGHT.saturating_sub(self.in_flight.available_permits())
+    }
+
     fn touch(&self) {
         self.last_heard_ms.store(self.base.elapsed().as_millis() as u64, Ordering::Relaxed);
     }

@@ -573,6 +573,11 @@ impl Core {
             || self.snapshot_sent.is_some_and(|z| z <= self.durable_through)
     }
 
+    /// Requests read from clients and not answered yet (mntr's `zk_outstanding_requests`).
+    pub(crate) fn outstanding_requests(&self) -> usize {
+        self.conns.values().map(|c| c.shared.outstanding()).sum()
+    }
+
     /// The tree's digest and its zxid for `hash`. Computing it walks the whole tree on
     /// this loop (about a second for a million znodes), so it is done at most once a
     /// minute, or when nothing changed since; in between the last one is answered with

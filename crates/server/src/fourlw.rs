@@ -76,7 +76,7 @@ fn server_summary(core: &Core, out: &mut String) {
     let _ = writeln!(out, "Received: {}", core.packets_received);
     let _ = writeln!(out, "Sent: {}", core.packets_sent);
     let _ = writeln!(out, "Connections: {}", core.conns.len());
-    let _ = writeln!(out, "Outstanding: 0");
+    let _ = writeln!(out, "Outstanding: {}", core.outstanding_requests());
     let _ = writeln!(out, "Zxid: {:#x}", core.tree.last_zxid());
     let _ = writeln!(out, "Mode: {}", core.mode_name());
     let _ = writeln!(out, "Node count: {}", reported_node_count(core));
@@ -87,7 +87,7 @@ fn connection_lines(core: &Core, out: &mut String, detail: bool) {
     conns.sort_by_key(|(id, _)| **id);
     for (_, c) in conns {
         let s = &c.stats;
-        let _ = write!(out, " /{}[1](queued=0,recved={},sent={}", c.addr, s.received, s.sent);
+        let _ = write!(out, " /{}[1](queued={},recved={},sent={}", c.addr, c.shared.outstanding(), s.received, s.sent);
         if let (true, Some(id)) = (detail, c.session) {
             let timeout = core.sessions.get(&id).map(|s| s.timeout_ms).unwrap_or(0);
             let _ = write!(
@@ -251,7 +251,7 @@ pub fn monitor_text(core: &Core) -> String {
         ("zk_ephemerals_count", core.tree.ephemeral_count().to_string()),
         ("zk_num_alive_connections", core.conns.len().to_string()),
         ("zk_avg_latency", fmt_avg(l.avg())),
-        ("zk_outstanding_requests", "0".into()),
+        ("zk_outstanding_requests", core.outstanding_requests().to_string()),
         ("zk_znode_count", reported_node_count(core).to_string()),
         ("zk_global_sessions", core.sessions.len().to_string()),
         ("zk_packets_sent", core.packets_sent.to_string()),
