@@ -231,7 +231,7 @@ async fn run(
                 std::future::pending::<()>().await;
             }
         }
-        Ok(())
+        Ok::<(), ConnError>(())
     };
     tokio::select! {
         result = reading => {
@@ -241,12 +241,22 @@ async fn run(
             let _ = writer.await;
             result
         }
-        // The core closed the connection (session moved, expired or closed).
+        // The core closed the connection (session moved, expired or closed, or the
+        // server is stopping); its replies are written and a FIN sent.
         _ = &mut writer => Ok(()),
         // The core dropped the connection without flushing (a client not reading).
         _ = shared.kill.notified() => {
             writer.abort();
-            Ok(())
+            return Ok(());
         }
-    }
+    }?;
+    // Closing a socket with unread bytes in it sends a reset, and a reset can throw away
+    // replies the client has not read yet (a client that pipelined more than it could
+    // have answered at once). Read and drop what still comes, briefly, until it hangs up.
+    let drain = async {
+        let mut scratch = [0u8; 4096];
+        while matches!(rd.read(&mut scratch).await, Ok(n) if n > 0) {}
+    };
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), drain).await;
+    Ok(())
 }

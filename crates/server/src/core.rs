@@ -555,9 +555,12 @@ impl Core {
             return;
         }
         let (zxid, header) = self.tree.begin_snapshot();
-        if to.try_send(SnapshotMsg::Begin { zxid, header }).is_err() {
-            tracing::warn!("the snapshot thread is busy; skipping this snapshot");
+        if let Err(e) = to.try_send(SnapshotMsg::Begin { zxid, header }) {
             self.tree.abandon_snapshot();
+            match e {
+                mpsc::error::TrySendError::Full(_) => tracing::warn!("the snapshot thread is busy; skipping this snapshot"),
+                mpsc::error::TrySendError::Closed(_) => self.snapshot_thread_gone(),
+            }
         } else {
             // A Begin drops whatever the thread was writing.
             self.abandon_unsent = false;
