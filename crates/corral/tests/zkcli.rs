@@ -54,6 +54,8 @@ fn every_command_once_as_zkcli_answers_it() {
     assert_eq!(err.trim(), "Created /a/e", "ephemeral: gone with the cli's session");
     ok(&s, "create -c /box");
     ok(&s, "create -t 60000 /ttl x");
+    // (Its stat shows ephemeralOwner 0, as ZooKeeper's does for TTL nodes; that -t asks
+    // for a TTL node shows on a server without extended types below.)
     ok(&s, "create /acl x digest:bob:XyZ=:cdrwa");
 
     assert_eq!(ok(&s, "ls /"), "[a, acl, box, ttl, zookeeper]\n");
@@ -198,4 +200,14 @@ fn piped_commands_exit_with_the_last_status() {
     assert!(err.contains("Node does not exist: /nope"), "{err}");
     assert_eq!(run("get /nope\nget /p\n").0, Some(0));
     assert_eq!(run("nosuchcommand\n").0, Some(127));
+    // This server has no extended types: -t asks for a TTL node, which it refuses.
+    let (code, err) = run("create -t 60000 /t x\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("Unimplemented"), "{err}");
+    // removewatches takes away a watch this shell added.
+    let (code, err) = run("addWatch -m PERSISTENT /p\nremovewatches /p\n");
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run("addWatch -m PERSISTENT /p\nremovewatches /p\nremovewatches /p\n");
+    assert_eq!(code, Some(1), "the second removal finds nothing: {err}");
+    assert!(err.contains("No such watcher for /p"), "{err}");
 }
