@@ -105,6 +105,8 @@ async fn bind_metrics(cfg: &Config) -> Result<Option<TcpListener>, ServerError> 
     }
     let addr = SocketAddr::new(cfg.metrics_http_host, cfg.metrics_http_port);
     let l = TcpListener::bind(addr).await.map_err(|source| ServerError::Bind { addr, source })?;
+    // The bound address: port 0 asks for any free port.
+    let addr = l.local_addr().unwrap_or(addr);
     tracing::info!(%addr, "serving Prometheus metrics at /metrics");
     Ok(Some(l))
 }
@@ -119,6 +121,7 @@ async fn bind_admin(cfg: &Config) -> Option<TcpListener> {
     let addr = SocketAddr::new(cfg.admin_address.unwrap_or(cfg.client_port_address), cfg.admin_port);
     match TcpListener::bind(addr).await {
         Ok(l) => {
+            let addr = l.local_addr().unwrap_or(addr);
             tracing::info!(%addr, url = %cfg.admin_command_url, "AdminServer");
             Some(l)
         }
