@@ -20,14 +20,18 @@ async fn command(port: u16, name: &str) -> Value {
     v
 }
 
+/// A server whose AdminServer listens on 127.0.0.1:`port`, with `more` zoo.cfg lines.
+fn with_admin(port: u16, more: &[&str]) -> Server {
+    let port_line = format!("admin.serverPort={port}");
+    let mut lines = vec!["admin.enableServer=true", "admin.serverAddress=127.0.0.1", port_line.as_str()];
+    lines.extend_from_slice(more);
+    Server::start_with(&lines)
+}
+
 #[tokio::test]
 async fn every_command_answers_json_with_zookeepers_fields() {
     let port = free_port();
-    let server = Server::start_with(&[
-        "admin.enableServer=true",
-        "admin.serverAddress=127.0.0.1",
-        &format!("admin.serverPort={port}"),
-    ]);
+    let server = with_admin(port, &[]);
     let client = server.connect().await;
     let open = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
     client.create("/a", b"data", &open).await.unwrap();
@@ -129,19 +133,14 @@ async fn every_command_answers_json_with_zookeepers_fields() {
 fn a_taken_admin_port_is_logged_and_the_server_runs_on() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = taken.local_addr().unwrap().port();
-    let server = Server::start_with(&["admin.enableServer=true", "admin.serverAddress=127.0.0.1", &format!("admin.serverPort={port}")]);
+    let server = with_admin(port, &[]);
     assert_eq!(server.four_letter("ruok"), "imok");
 }
 
 #[test]
 fn admin_command_url_moves_the_commands() {
     let port = free_port();
-    let _server = Server::start_with(&[
-        "admin.enableServer=true",
-        "admin.serverAddress=127.0.0.1",
-        &format!("admin.serverPort={port}"),
-        "admin.commandURL=/zk/admin/",
-    ]);
+    let _server = with_admin(port, &["admin.commandURL=/zk/admin/"]);
     let (status, body) = http_get(port, "/zk/admin/ruok");
     assert!(status.starts_with("HTTP/1.1 200"), "{status}");
     assert!(body.contains("\"command\": \"ruok\""), "{body}");
@@ -154,11 +153,7 @@ fn admin_command_url_moves_the_commands() {
 #[test]
 fn initial_configuration_hides_the_super_digest() {
     let port = free_port();
-    let _server = Server::start_with(&[
-        "admin.enableServer=true",
-        &format!("admin.serverPort={port}"),
-        "superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU=",
-    ]);
+    let _server = with_admin(port, &["superDigest=super:D/InIHSb7yEEbrWz8b9l71RjZJU="]);
     let (_, body) = http_get(port, "/commands/initial_configuration");
     assert!(body.contains("superDigest=<hidden>"), "{body}");
     assert!(!body.contains("D/InIHSb7yEEbrWz8b9l71RjZJU"), "{body}");

@@ -1,7 +1,10 @@
 //! The `corral server` command line: config file errors, overrides and defaults.
 
+mod common;
+
+use common::{free_port, free_ports};
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -9,15 +12,6 @@ fn corral() -> Command {
     Command::new(env!("CARGO_BIN_EXE_corral"))
 }
 
-fn free_port() -> u16 {
-    free_ports(1)[0]
-}
-
-/// `n` distinct free ports, all picked while every listener is still bound.
-fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n).map(|_| TcpListener::bind("127.0.0.1:0").unwrap()).collect();
-    listeners.iter().map(|l| l.local_addr().unwrap().port()).collect()
-}
 
 fn ruok(port: u16) -> Option<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;

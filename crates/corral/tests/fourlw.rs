@@ -191,11 +191,7 @@ async fn outstanding_requests_are_counted() {
         let mut raw = RawConn::connect(&server.addr()).await;
         raw.handshake(10_000, 0, &[0; 16]).await.expect("session");
         let n = 900;
-        let mut frames = Vec::new();
-        for i in 1..=n {
-            frames.extend(request_frame(i, op::CREATE, &body_create(&format!("/o{attempt}-{i}"), b"data", 0)));
-        }
-        raw.send_bytes(&frames).await.unwrap();
+        raw.send_bytes(&pipelined_creates(&format!("/o{attempt}-"), n)).await.unwrap();
         let addr = server.addr();
         let poll = tokio::task::spawn_blocking(move || {
             let mut most = 0u64;

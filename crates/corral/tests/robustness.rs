@@ -117,11 +117,7 @@ async fn sigterm_answers_what_is_in_flight_then_closes_and_exits() {
     let mut raw = RawConn::connect(&server.addr()).await;
     raw.handshake(10_000, 0, &[0; 16]).await.expect("session");
     let n = 300;
-    let mut frames = Vec::new();
-    for i in 1..=n {
-        frames.extend(request_frame(i, op::CREATE, &body_create(&format!("/t{i}"), b"data", 0)));
-    }
-    raw.send_bytes(&frames).await.unwrap();
+    raw.send_bytes(&pipelined_creates("/t", n)).await.unwrap();
     // The first reply means the pipeline is full of the rest.
     let first = raw.read_reply().await.expect("a first reply");
     assert_eq!((first.header.xid, first.header.err), (1, 0));

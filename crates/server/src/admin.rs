@@ -96,14 +96,15 @@ pub fn answer(core: &mut Core, name: &str, arg: Option<&str>) -> Value {
     let Some(cmd) = command_name(name) else {
         return json!({ "command": name, "error": format!("Unknown command: {name}") });
     };
+    let mask = arg.and_then(|a| a.parse::<i64>().ok());
     let mut v = if !core.serving() && !WITHOUT_SERVING.contains(&cmd) {
         json!({ "error": fourlw::NOT_SERVING.trim_end() })
-    } else if cmd == "set_trace_mask" && arg.and_then(|a| a.parse::<i64>().ok()).is_none() {
+    } else if cmd == "set_trace_mask" && mask.is_none() {
         let got = arg.map(|a| format!(", got {a}")).unwrap_or_default();
         json!({ "error": format!("setTraceMask requires long traceMask argument{got}") })
     } else {
-        if cmd == "set_trace_mask" {
-            core.trace_mask = arg.and_then(|a| a.parse().ok()).expect("checked");
+        if let (true, Some(mask)) = (cmd == "set_trace_mask", mask) {
+            core.trace_mask = mask;
         }
         let mut v = body(core, cmd);
         v.as_object_mut().expect("an object").entry("error").or_insert(Value::Null);

@@ -637,7 +637,8 @@ impl Core {
         self.snapshots = None;
     }
 
-    /// The sender the loop waits on for room (one that never has room without snapshots).
+    /// The sender the loop waits on for room. Without snapshots it is a closed one, never
+    /// waited on: `snapshot_wants_room` does not hold then.
     pub(crate) fn snapshot_queue(&self) -> mpsc::Sender<SnapshotMsg> {
         self.snapshots.clone().unwrap_or_else(|| mpsc::channel(1).0)
     }

@@ -718,6 +718,12 @@ pub fn body_path_i32(path: &str, v: i32) -> Vec<u8> {
     w.into_inner()
 }
 
+/// `n` create frames in a row, xids 1 to `n`, for the nodes `<prefix>1` to `<prefix>n`
+/// (data "data"), to pipeline in one write.
+pub fn pipelined_creates(prefix: &str, n: i32) -> Vec<u8> {
+    (1..=n).flat_map(|i| request_frame(i, op::CREATE, &body_create(&format!("{prefix}{i}"), b"data", 0))).collect()
+}
+
 pub fn body_create(path: &str, data: &[u8], flags: i32) -> Vec<u8> {
     body_create_acl(path, data, &corral_proto::Acl::open_unsafe(), flags)
 }
