@@ -92,11 +92,11 @@ impl<'a> Node<'a> {
 
     /// The stored metadata (create counter as cversion, raw owner value).
     pub fn raw_stat(&self) -> NodeStat {
-        self.slot().stat()
+        self.store.stat(self.id)
     }
 
     pub fn num_children(&self) -> usize {
-        self.slot().num_children as usize
+        self.store.num_children(self.id) as usize
     }
 
     /// Child names, sorted so listings are deterministic.
@@ -108,8 +108,8 @@ impl<'a> Node<'a> {
     }
 
     pub fn stat(&self) -> Stat {
-        let s = self.slot();
-        let children = s.num_children as i32;
+        let s = self.store.stat(self.id);
+        let children = self.store.num_children(self.id) as i32;
         Stat {
             czxid: s.czxid,
             mzxid: s.mzxid,
@@ -121,11 +121,11 @@ impl<'a> Node<'a> {
             cversion: s.cversion.wrapping_mul(2).wrapping_sub(children),
             aversion: s.aversion,
             // Container and TTL markers are internal; clients see 0 for them.
-            ephemeral_owner: match EphemeralType::of(s.owner) {
+            ephemeral_owner: match EphemeralType::of(s.ephemeral_owner) {
                 EphemeralType::Session(id) => id,
                 _ => 0,
             },
-            data_length: s.data_len() as i32,
+            data_length: self.data_len() as i32,
             num_children: children,
             pzxid: s.pzxid,
         }
@@ -272,9 +272,9 @@ impl DataTree {
         let mut count = 0;
         let mut stack = vec![id];
         while let Some(id) = stack.pop() {
-            let s = self.store.slot(id);
-            count += s.num_children as usize;
-            if s.num_children > 0 {
+            let children = self.store.num_children(id);
+            count += children as usize;
+            if children > 0 {
                 stack.extend(self.store.children(id));
             }
         }
@@ -340,12 +340,13 @@ impl DataTree {
                 let Some(id) = self.store.lookup(&path) else {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
-                let n = self.store.slot_mut(id);
-                self.data_bytes = self.data_bytes - n.data_len() as u64 + data.as_ref().map_or(0, Vec::len) as u64;
-                n.set_data(data.as_deref());
-                n.version = version;
-                n.mzxid = hdr.zxid;
-                n.mtime = hdr.time_ms;
+                let old_len = self.store.slot(id).data_len();
+                self.data_bytes = self.data_bytes - old_len as u64 + data.as_ref().map_or(0, Vec::len) as u64;
+                self.store.set_data(id, data.as_deref());
+                let e = self.store.ext_mut(id);
+                e.version = version;
+                e.mzxid = hdr.zxid;
+                e.mtime = hdr.time_ms;
                 let stat = Node { store: &self.store, id }.stat();
                 self.watches.data_changed(&path, events);
                 TxnResult::SetData { stat }
@@ -356,7 +357,7 @@ impl DataTree {
                 };
                 let acl = self.store.intern_acl(&acl);
                 self.store.set_acl(id, acl);
-                self.store.slot_mut(id).aversion = version;
+                self.store.ext_mut(id).aversion = version;
                 TxnResult::SetAcl { stat: Node { store: &self.store, id }.stat() }
             }
             Txn::Check { .. } => TxnResult::Check,
@@ -386,8 +387,8 @@ impl DataTree {
             ephemeral_owner: c.ephemeral_owner,
         };
         let id = self.insert_under(parent, &c.path, c.data.as_deref(), stat, acl);
-        let p = self.store.slot_mut(parent);
-        if c.parent_cversion > p.cversion {
+        if c.parent_cversion > self.store.ext(parent).cversion {
+            let p = self.store.ext_mut(parent);
             p.cversion = c.parent_cversion;
             p.pzxid = hdr.zxid;
         }
@@ -399,16 +400,15 @@ impl DataTree {
     fn delete(&mut self, p: &str, zxid: i64, events: &mut Vec<WatchEvent>) -> Result<(), ErrorCode> {
         let parent_path = path::parent(p).ok_or(ErrorCode::BadArguments)?;
         let id = self.store.lookup(p).ok_or(ErrorCode::NoNode)?;
-        let s = self.store.slot(id);
-        if s.num_children > 0 {
+        if self.store.num_children(id) > 0 {
             return Err(ErrorCode::NotEmpty);
         }
-        let (parent, owner) = (s.parent, s.owner);
-        self.data_bytes -= (p.len() + s.data_len()) as u64;
+        let s = self.store.slot(id);
+        let (parent, data_len, owner) = (s.parent, s.data_len(), self.store.ext(id).owner);
+        self.data_bytes -= (p.len() + data_len) as u64;
         self.store.remove(id);
-        let ps = self.store.slot_mut(parent);
-        if zxid > ps.pzxid {
-            ps.pzxid = zxid;
+        if zxid > self.store.ext(parent).pzxid {
+            self.store.ext_mut(parent).pzxid = zxid;
         }
         match EphemeralType::of(owner) {
             EphemeralType::Session(s) => {

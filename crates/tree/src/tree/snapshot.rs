@@ -13,7 +13,7 @@
 //! TTLs, data size) are rebuilt on reading, so they cannot disagree with the nodes.
 //! Framing and checksums belong to the storage layer.
 
-use super::store::{Cow, Slot};
+use super::store::{Cow, Store};
 use super::{DataTree, EphemeralType, NodeStat, SessionInfo, NIL};
 use crate::path;
 use corral_proto::{read_acls, write_acls, DecodeError, Reader, Writer};
@@ -39,7 +39,8 @@ fn fnv(mut h: u64, bytes: &[u8]) -> u64 {
 
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
-fn write_record(w: &mut Writer, id: u32, s: &Slot) {
+fn write_record(w: &mut Writer, store: &Store, id: u32) {
+    let s = store.slot(id);
     w.varint(id as u64).varint(s.parent.wrapping_add(1) as u64).varint(s.acl as u64);
     let name = s.name_bytes();
     w.varint(name.len() as u64).raw(name);
@@ -47,13 +48,13 @@ fn write_record(w: &mut Writer, id: u32, s: &Slot) {
         None => w.varint(0),
         Some(d) => w.varint(d.len() as u64 + 1).raw(d),
     };
-    write_stat(w, &s.stat());
+    write_stat(w, &store.stat(id));
 }
 
 /// A live slot's snapshot record.
-pub(super) fn record(id: u32, s: &Slot) -> Box<[u8]> {
+pub(super) fn record(store: &Store, id: u32) -> Box<[u8]> {
     let mut w = Writer::new();
-    write_record(&mut w, id, s);
+    write_record(&mut w, store, id);
     w.into_inner().into_boxed_slice()
 }
 
@@ -80,7 +81,7 @@ impl DataTree {
             let n = self.store.slot(id);
             w.buf.clear();
             w.string(p).data(n.data());
-            write_stat(&mut w, &n.stat());
+            write_stat(&mut w, &self.store.stat(id));
             write_acls(&mut w, self.store.acl(n.acl));
             sum = sum.wrapping_add(fnv(FNV_OFFSET, &w.buf));
         });
@@ -116,7 +117,7 @@ impl DataTree {
         for id in 0..self.store.slab_len() {
             let s = self.store.slot(id);
             if !s.is_vacant() {
-                write_record(&mut w, id, s);
+                write_record(&mut w, &self.store, id);
                 if w.buf.len() >= CHUNK {
                     out.write_all(&w.buf)?;
                     w.buf.clear();
@@ -162,7 +163,7 @@ impl DataTree {
                 None => {
                     let s = self.store.slot(id);
                     if !s.is_vacant() {
-                        write_record(&mut w, id, s);
+                        write_record(&mut w, &self.store, id);
                     }
                 }
             }

@@ -6,19 +6,24 @@
 //!
 //! - **Lookup** goes through one hash table of ids keyed by (parent id, name), so a path
 //!   is found by walking its components; the table stores 4 bytes per node.
-//! - **Children** form an intrusive doubly linked list through the slots (first child,
-//!   next, previous), so adding or removing a child is O(1) and allocates nothing, and a
-//!   leaf (most nodes) pays 16 bytes for the links. Listings are sorted when read.
+//! - **Children** form an intrusive doubly linked list through the slots (next, previous
+//!   in the slot; the first child in the parent's [`Ext`]), so adding or removing a child
+//!   is O(1) and allocates nothing.
+//! - **Rarely-set Stat fields** (mzxid, mtime, pzxid, the versions, the owner) and a
+//!   parent's child list live in a second slab of [`Ext`] records, which a slot points to
+//!   only once one of them leaves its default. A node created and never changed (most
+//!   nodes: leaves written once) has none, and its slot is 56 bytes; a node that has one
+//!   pays 56 more.
 //! - **ACLs** are numbered in a reference-counted table (most nodes share one list); a
 //!   slot keeps the 4-byte number.
-//! - The slab grows by fixed chunks, never by doubling, so growth neither copies the
+//! - The slabs grow by fixed chunks, never by doubling, so growth neither copies the
 //!   nodes nor leaves half a slab unused.
 //!
-//! Freed slots go on a free list threaded through their `next` field and are reused first.
+//! Freed slots and extensions go on free lists threaded through them and are reused first.
 //!
-//! While a snapshot is being written slot by slot ([`Cow`]), the first change to a slot
-//! the snapshot has not reached yet saves that slot's record as it was: the snapshot
-//! stays the tree of one zxid while the tree goes on changing, at the cost of the slots
+//! While a snapshot is being written slot by slot ([`Cow`]), the first change to a node
+//! the snapshot has not reached yet saves that node's record as it was: the snapshot
+//! stays the tree of one zxid while the tree goes on changing, at the cost of the nodes
 //! changed meanwhile.
 
 use super::NodeStat;
@@ -27,7 +32,8 @@ use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-/// "No node": the root's parent, the end of a child list, the end of the free list.
+/// "No node": the root's parent, the end of a child list, the end of a free list, and a
+/// slot without an [`Ext`].
 pub(crate) const NIL: u32 = u32::MAX;
 /// `name_len` of a slot on the free list.
 const VACANT: u32 = u32::MAX;
@@ -36,29 +42,55 @@ const NULL_DATA: u32 = 1 << 31;
 const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
-/// One node. Fields are flat (not a nested `NodeStat`) so the compiler can pack the
-/// 4-byte fields together: 104 bytes per slot.
+/// One node: what every node has. Fields are flat so the compiler packs the 4-byte ones
+/// together: 56 bytes per slot.
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub czxid: i64,
+    pub ctime: i64,
+    /// The name's bytes followed by the data's.
+    blob: Box<[u8]>,
+    pub parent: u32,
+    next: u32,
+    prev: u32,
+    pub acl: u32,
+    /// Length of the name at the front of `blob`, with [`NULL_DATA`] or [`VACANT`].
+    name_len: u32,
+    /// This node's [`Ext`], or [`NIL`] while every field in it has its default.
+    ext: u32,
+}
+
+/// The part of a node most nodes leave at its defaults (see [`Ext::of`]). Once a node has
+/// one it keeps it until the node is removed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Ext {
     pub mzxid: i64,
     pub pzxid: i64,
-    pub ctime: i64,
     pub mtime: i64,
     pub owner: i64,
     pub version: i32,
     pub cversion: i32,
     pub aversion: i32,
     pub num_children: u32,
-    pub parent: u32,
+    /// The head of the child list; on the free list, the next free extension.
     first_child: u32,
-    next: u32,
-    prev: u32,
-    pub acl: u32,
-    /// Length of the name at the front of `blob`, with [`NULL_DATA`] or [`VACANT`].
-    name_len: u32,
-    /// The name's bytes followed by the data's.
-    blob: Box<[u8]>,
+}
+
+impl Ext {
+    /// What a node without an extension has: never modified, no children ever, no owner.
+    fn of(s: &Slot) -> Ext {
+        Ext {
+            mzxid: s.czxid,
+            pzxid: s.czxid,
+            mtime: s.ctime,
+            owner: 0,
+            version: 0,
+            cversion: 0,
+            aversion: 0,
+            num_children: 0,
+            first_child: NIL,
+        }
+    }
 }
 
 impl Slot {
@@ -87,21 +119,7 @@ impl Slot {
         self.name_len == VACANT
     }
 
-    pub fn stat(&self) -> NodeStat {
-        NodeStat {
-            czxid: self.czxid,
-            mzxid: self.mzxid,
-            pzxid: self.pzxid,
-            ctime: self.ctime,
-            mtime: self.mtime,
-            version: self.version,
-            cversion: self.cversion,
-            aversion: self.aversion,
-            ephemeral_owner: self.owner,
-        }
-    }
-
-    pub fn set_data(&mut self, data: Option<&[u8]>) {
+    fn set_data(&mut self, data: Option<&[u8]>) {
         let name_len = self.name_len & !NULL_DATA;
         self.blob = blob(&self.blob[..name_len as usize], data);
         self.name_len = name_len | if data.is_none() { NULL_DATA } else { 0 };
@@ -116,12 +134,52 @@ fn blob(name: &[u8], data: Option<&[u8]>) -> Box<[u8]> {
     b.into_boxed_slice()
 }
 
-/// The slab, the lookup table and the ACL table.
+/// A vector that grows a fixed chunk at a time: growing never copies what is there, and
+/// at most one chunk is unused.
+#[derive(Debug)]
+struct Chunked<T> {
+    chunks: Vec<Vec<T>>,
+}
+
+impl<T> Default for Chunked<T> {
+    fn default() -> Self {
+        Chunked { chunks: Vec::new() }
+    }
+}
+
+impl<T> Chunked<T> {
+    fn get(&self, id: u32) -> &T {
+        &self.chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)]
+    }
+
+    fn get_mut(&mut self, id: u32) -> &mut T {
+        &mut self.chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)]
+    }
+
+    fn len(&self) -> u32 {
+        self.chunks.iter().map(Vec::len).sum::<usize>() as u32
+    }
+
+    /// Appends `t` and returns its id.
+    fn push(&mut self, t: T) -> u32 {
+        if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
+            self.chunks.push(Vec::with_capacity(CHUNK));
+        }
+        let id = ((self.chunks.len() - 1) * CHUNK + self.chunks.last().unwrap().len()) as u32;
+        assert!(id != NIL, "too many znodes");
+        self.chunks.last_mut().unwrap().push(t);
+        id
+    }
+}
+
+/// The slabs, the lookup table and the ACL table.
 #[derive(Debug, Default)]
 pub(crate) struct Store {
-    chunks: Vec<Vec<Slot>>,
+    slots: Chunked<Slot>,
     free: Option<u32>,
     live: usize,
+    exts: Chunked<Ext>,
+    free_ext: Option<u32>,
     index: HashTable<u32>,
     hasher: DefaultHashBuilder,
     acls: AclTable,
@@ -155,29 +213,92 @@ impl Store {
     }
 
     pub fn slot(&self, id: u32) -> &Slot {
-        &self.chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)]
+        self.slots.get(id)
     }
 
-    /// A slot to change. If a snapshot in progress has yet to write it, its record as of
-    /// the snapshot is saved first.
-    pub fn slot_mut(&mut self, id: u32) -> &mut Slot {
-        let s = &mut self.chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)];
-        if let Some(c) = &mut self.cow {
-            if id >= c.cursor && id < c.end {
-                c.saved.entry(id).or_insert_with(|| (!s.is_vacant()).then(|| super::snapshot::record(id, s)));
-            }
+    /// The node's rarely-set fields, its defaults if it has no extension.
+    pub fn ext(&self, id: u32) -> Ext {
+        let s = self.slot(id);
+        if s.ext == NIL {
+            Ext::of(s)
+        } else {
+            *self.exts.get(s.ext)
         }
-        s
     }
 
-    /// A slot whose child-list links (not part of a snapshot record) are to change.
-    fn links_mut(&mut self, id: u32) -> &mut Slot {
-        &mut self.chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)]
+    pub fn stat(&self, id: u32) -> NodeStat {
+        let (s, e) = (self.slot(id), self.ext(id));
+        NodeStat {
+            czxid: s.czxid,
+            mzxid: e.mzxid,
+            pzxid: e.pzxid,
+            ctime: s.ctime,
+            mtime: e.mtime,
+            version: e.version,
+            cversion: e.cversion,
+            aversion: e.aversion,
+            ephemeral_owner: e.owner,
+        }
+    }
+
+    pub fn num_children(&self, id: u32) -> u32 {
+        match self.slot(id).ext {
+            NIL => 0,
+            e => self.exts.get(e).num_children,
+        }
+    }
+
+    /// If a snapshot in progress has yet to write node `id` and has not saved it yet, saves
+    /// its record as it is now, before a change.
+    fn save_for_snapshot(&mut self, id: u32) {
+        let Some(c) = self.cow.as_deref() else { return };
+        if id < c.cursor || id >= c.end || c.saved.contains_key(&id) {
+            return;
+        }
+        let record = (!self.slot(id).is_vacant()).then(|| super::snapshot::record(self, id));
+        if let Some(c) = self.cow.as_deref_mut() {
+            c.saved.insert(id, record);
+        }
+    }
+
+    /// Node `id`'s rarely-set fields, to change (a snapshot in progress saves the node
+    /// first). The node gets an extension if it had none.
+    pub fn ext_mut(&mut self, id: u32) -> &mut Ext {
+        self.save_for_snapshot(id);
+        self.ext_links_mut(id)
+    }
+
+    /// Node `id`'s extension, for its child list (not part of a snapshot record).
+    fn ext_links_mut(&mut self, id: u32) -> &mut Ext {
+        let s = self.slots.get(id);
+        let e = if s.ext != NIL {
+            s.ext
+        } else {
+            let ext = Ext::of(s);
+            let e = match self.free_ext {
+                Some(e) => {
+                    let slot = self.exts.get_mut(e);
+                    self.free_ext = (slot.first_child != NIL).then_some(slot.first_child);
+                    *slot = ext;
+                    e
+                }
+                None => self.exts.push(ext),
+            };
+            self.slots.get_mut(id).ext = e;
+            e
+        };
+        self.exts.get_mut(e)
+    }
+
+    /// Replaces node `id`'s data (its name stays).
+    pub fn set_data(&mut self, id: u32, data: Option<&[u8]>) {
+        self.save_for_snapshot(id);
+        self.slots.get_mut(id).set_data(data);
     }
 
     /// One past the highest slot id ever used.
     pub fn slab_len(&self) -> u32 {
-        self.chunks.iter().map(Vec::len).sum::<usize>() as u32
+        self.slots.len()
     }
 
     pub fn cow(&self) -> Option<&Cow> {
@@ -200,8 +321,8 @@ impl Store {
     }
 
     /// The hash of a node already in the table, for when the table grows.
-    fn rehash(chunks: &[Vec<Slot>], hasher: &DefaultHashBuilder, id: u32) -> u64 {
-        let s = &chunks[(id >> CHUNK_BITS) as usize][id as usize & (CHUNK - 1)];
+    fn rehash(slots: &Chunked<Slot>, hasher: &DefaultHashBuilder, id: u32) -> u64 {
+        let s = slots.get(id);
         Self::key_hash(hasher, s.parent, s.name_bytes())
     }
 
@@ -234,54 +355,52 @@ impl Store {
     pub fn insert(&mut self, parent: u32, name: &str, data: Option<&[u8]>, stat: NodeStat, acl: u32) -> u32 {
         assert!(name.len() < NULL_DATA as usize, "znode name too long");
         assert_eq!(parent == NIL, self.live == 0, "the root is the first node and the only one without a parent");
-        let first_sibling = if parent == NIL { NIL } else { self.slot(parent).first_child };
+        let first_sibling = if parent == NIL { NIL } else { self.ext(parent).first_child };
         let slot = Slot {
             czxid: stat.czxid,
-            mzxid: stat.mzxid,
-            pzxid: stat.pzxid,
             ctime: stat.ctime,
-            mtime: stat.mtime,
-            owner: stat.ephemeral_owner,
-            version: stat.version,
-            cversion: stat.cversion,
-            aversion: stat.aversion,
-            num_children: 0,
+            blob: blob(name.as_bytes(), data),
             parent,
-            first_child: NIL,
             next: first_sibling,
             prev: NIL,
             acl,
             name_len: name.len() as u32 | if data.is_none() { NULL_DATA } else { 0 },
-            blob: blob(name.as_bytes(), data),
+            ext: NIL,
         };
         let id = match self.free {
             Some(id) => {
-                let next = std::mem::replace(self.slot_mut(id), slot).next;
+                self.save_for_snapshot(id);
+                let next = std::mem::replace(self.slots.get_mut(id), slot).next;
                 self.free = (next != NIL).then_some(next);
                 id
             }
-            None => {
-                if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
-                    self.chunks.push(Vec::with_capacity(CHUNK));
-                }
-                let id = ((self.chunks.len() - 1) * CHUNK + self.chunks.last().unwrap().len()) as u32;
-                assert!(id != NIL, "too many znodes");
-                self.chunks.last_mut().unwrap().push(slot);
-                id
-            }
+            None => self.slots.push(slot),
         };
+        let defaults = Ext::of(self.slot(id));
+        if (stat.mzxid, stat.pzxid, stat.mtime, stat.ephemeral_owner) != (defaults.mzxid, defaults.pzxid, defaults.mtime, 0)
+            || (stat.version, stat.cversion, stat.aversion) != (0, 0, 0)
+        {
+            let e = self.ext_links_mut(id);
+            e.mzxid = stat.mzxid;
+            e.pzxid = stat.pzxid;
+            e.mtime = stat.mtime;
+            e.owner = stat.ephemeral_owner;
+            e.version = stat.version;
+            e.cversion = stat.cversion;
+            e.aversion = stat.aversion;
+        }
         self.live += 1;
         self.acls.retain(acl);
         if parent != NIL {
             if first_sibling != NIL {
-                self.links_mut(first_sibling).prev = id;
+                self.slots.get_mut(first_sibling).prev = id;
             }
-            let p = self.links_mut(parent);
+            let p = self.ext_links_mut(parent);
             p.first_child = id;
             p.num_children += 1;
             let hash = Self::key_hash(&self.hasher, parent, name.as_bytes());
-            let (chunks, hasher) = (&self.chunks, &self.hasher);
-            self.index.insert_unique(hash, id, |&id| Self::rehash(chunks, hasher, id));
+            let (slots, hasher) = (&self.slots, &self.hasher);
+            self.index.insert_unique(hash, id, |&id| Self::rehash(slots, hasher, id));
         }
         id
     }
@@ -289,34 +408,40 @@ impl Store {
     /// Makes room for `additional` more nodes in the lookup table, so a bulk load does not
     /// rehash as it grows.
     pub fn reserve(&mut self, additional: usize) {
-        let (chunks, hasher) = (&self.chunks, &self.hasher);
-        self.index.reserve(additional, |&id| Self::rehash(chunks, hasher, id));
+        let (slots, hasher) = (&self.slots, &self.hasher);
+        self.index.reserve(additional, |&id| Self::rehash(slots, hasher, id));
     }
 
     /// Removes a node that has no children (and is not the root).
     pub fn remove(&mut self, id: u32) {
+        assert!(self.num_children(id) == 0 && self.slot(id).parent != NIL, "only a childless non-root node can be removed");
+        self.save_for_snapshot(id);
         let s = self.slot(id);
-        assert!(s.num_children == 0 && s.parent != NIL, "only a childless non-root node can be removed");
-        let (parent, prev, next, acl) = (s.parent, s.prev, s.next, s.acl);
+        let (parent, prev, next, acl, ext) = (s.parent, s.prev, s.next, s.acl, s.ext);
         let hash = Self::key_hash(&self.hasher, parent, s.name_bytes());
         if let Ok(e) = self.index.find_entry(hash, |&x| x == id) {
             e.remove();
         }
         if prev == NIL {
-            self.links_mut(parent).first_child = next;
+            self.ext_links_mut(parent).first_child = next;
         } else {
-            self.links_mut(prev).next = next;
+            self.slots.get_mut(prev).next = next;
         }
         if next != NIL {
-            self.links_mut(next).prev = prev;
+            self.slots.get_mut(next).prev = prev;
         }
-        self.links_mut(parent).num_children -= 1;
+        self.ext_links_mut(parent).num_children -= 1;
         self.acls.release(acl);
+        if ext != NIL {
+            self.exts.get_mut(ext).first_child = self.free_ext.unwrap_or(NIL);
+            self.free_ext = Some(ext);
+        }
         let free = self.free.unwrap_or(NIL);
-        let s = self.slot_mut(id);
+        let s = self.slots.get_mut(id);
         s.name_len = VACANT;
         s.blob = Box::default();
         s.parent = NIL;
+        s.ext = NIL;
         s.next = free;
         self.free = Some(id);
         self.live -= 1;
@@ -324,7 +449,7 @@ impl Store {
 
     /// Ids of a node's children, in no particular order.
     pub fn children(&self, id: u32) -> impl Iterator<Item = u32> + '_ {
-        let mut next = self.slot(id).first_child;
+        let mut next = self.ext(id).first_child;
         std::iter::from_fn(move || {
             let id = next;
             (id != NIL).then(|| {
@@ -345,8 +470,9 @@ impl Store {
     }
 
     pub fn set_acl(&mut self, id: u32, acl: u32) {
+        self.save_for_snapshot(id);
         self.acls.retain(acl);
-        let old = std::mem::replace(&mut self.slot_mut(id).acl, acl);
+        let old = std::mem::replace(&mut self.slots.get_mut(id).acl, acl);
         self.acls.release(old);
     }
 
@@ -425,7 +551,8 @@ mod tests {
 
     #[test]
     fn slots_stay_compact() {
-        assert!(std::mem::size_of::<Slot>() <= 104, "{}", std::mem::size_of::<Slot>());
+        assert!(std::mem::size_of::<Slot>() <= 56, "{}", std::mem::size_of::<Slot>());
+        assert!(std::mem::size_of::<Ext>() <= 56, "{}", std::mem::size_of::<Ext>());
     }
 
     #[test]
@@ -445,12 +572,12 @@ mod tests {
         }
         assert_eq!(s.slot(b).data(), None);
         assert_eq!(s.slot(c).data(), Some(&b"yy"[..]));
-        assert_eq!(s.slot(a).num_children, 2);
+        assert_eq!(s.num_children(a), 2);
         assert_eq!(names(&s, a), ["b", "c"]);
 
         s.remove(b);
         assert_eq!(s.lookup("/a/b"), None);
-        assert_eq!(s.slot(a).num_children, 1);
+        assert_eq!(s.num_children(a), 1);
         assert_eq!(names(&s, a), ["c"]);
         assert_eq!(s.len(), 3);
         // The freed slot is reused, and the new node is found under its own name only.
@@ -468,14 +595,14 @@ mod tests {
         let acl = s.intern_acl(&Acl::open_unsafe());
         let root = s.insert(NIL, "", Some(b""), stat(0), acl);
         let ids: Vec<u32> = (0..10_000).map(|i| s.insert(root, &format!("n{i}"), Some(b"d"), stat(i), acl)).collect();
-        assert_eq!(s.chunks.len(), 10_001usize.div_ceil(CHUNK));
+        assert_eq!(s.slots.chunks.len(), 10_001usize.div_ceil(CHUNK));
         // Remove every third, then check what is left, by lookup and by listing.
         for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
             assert_eq!(s.lookup(&format!("/n{i}")), Some(*id));
             s.remove(*id);
         }
         let left: Vec<usize> = (0..10_000).filter(|i| i % 3 != 0).collect();
-        assert_eq!(s.slot(root).num_children as usize, left.len());
+        assert_eq!(s.num_children(root) as usize, left.len());
         assert_eq!(s.children(root).count(), left.len());
         for i in 0..10_000 {
             assert_eq!(s.lookup(&format!("/n{i}")).is_some(), i % 3 != 0, "n{i}");
@@ -508,16 +635,45 @@ mod tests {
     }
 
     #[test]
+    fn rarely_set_fields_take_an_extension_only_once_set() {
+        let mut s = Store::default();
+        let acl = s.intern_acl(&Acl::open_unsafe());
+        let root = s.insert(NIL, "", Some(b""), stat(0), acl);
+        let plain = NodeStat { czxid: 5, mzxid: 5, pzxid: 5, ctime: 50, mtime: 50, ..NodeStat::default() };
+        let a = s.insert(root, "a", Some(b"x"), plain, acl);
+        assert_eq!(s.stat(a), plain);
+        assert_eq!(s.slot(a).ext, NIL, "a node never changed has no extension");
+        assert_ne!(s.slot(root).ext, NIL, "a parent has one for its child list");
+        // A node loaded with changed fields keeps every one of them.
+        let changed = NodeStat { mzxid: 7, pzxid: 6, mtime: 70, version: 2, cversion: 3, aversion: 1, ephemeral_owner: 9, ..plain };
+        let b = s.insert(root, "b", None, changed, acl);
+        assert_eq!(s.stat(b), changed);
+        // Changing a field gives the node an extension; the rest keep their values.
+        s.ext_mut(a).version = 1;
+        assert_eq!(s.stat(a), NodeStat { version: 1, ..plain });
+        let used = s.exts.len();
+        // A removed node's extension is reused before the slab grows.
+        s.remove(b);
+        s.ext_mut(a).aversion = 4;
+        let c = s.insert(root, "c", None, changed, acl);
+        assert_eq!(s.exts.len(), used);
+        assert_eq!(s.stat(c), changed);
+        assert_eq!(s.stat(a), NodeStat { version: 1, aversion: 4, ..plain });
+        assert_eq!(s.num_children(root), 2);
+        assert_eq!(s.num_children(a), 0);
+    }
+
+    #[test]
     fn set_data_keeps_the_name() {
         let mut s = Store::default();
         let acl = s.intern_acl(&Acl::open_unsafe());
         let root = s.insert(NIL, "", Some(b""), stat(0), acl);
         let a = s.insert(root, "name", Some(b"old"), stat(1), acl);
-        s.slot_mut(a).set_data(None);
+        s.set_data(a, None);
         assert_eq!((s.slot(a).name(), s.slot(a).data()), ("name", None));
-        s.slot_mut(a).set_data(Some(b"new data"));
+        s.set_data(a, Some(b"new data"));
         assert_eq!((s.slot(a).name(), s.slot(a).data()), ("name", Some(&b"new data"[..])));
-        s.slot_mut(a).set_data(Some(b""));
+        s.set_data(a, Some(b""));
         assert_eq!(s.slot(a).data(), Some(&b""[..]));
         assert_eq!(s.lookup("/name"), Some(a));
     }
