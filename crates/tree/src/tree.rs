@@ -209,7 +209,7 @@ impl DataTree {
     /// Adds node `p` under its parent (id `parent`, [`NIL`] for the root) and keeps the
     /// indexes; the caller has checked that it does not exist.
     fn insert_under(&mut self, parent: u32, p: &str, data: Option<&[u8]>, stat: NodeStat, acl: u32) -> u32 {
-        let id = self.store.insert(parent, path::name(p), data, stat, acl);
+        let id = self.store.insert(parent, path::name(p), data, stat, acl).expect("the caller checked for a sibling of that name");
         self.data_bytes += (p.len() + data.map_or(0, <[u8]>::len)) as u64;
         self.track(p, stat.ephemeral_owner);
         id

@@ -17,7 +17,7 @@ use super::store::{Cow, Store};
 use super::{DataTree, EphemeralType, NodeStat, SessionInfo, NIL};
 use crate::path;
 use corral_proto::{read_acls, write_acls, DecodeError, Reader, Writer};
-use std::collections::HashMap;
+use hashbrown::HashMap;
 
 const MAGIC: i32 = 0x5a4b_534e; // "ZKSN"
 /// 2: records in slot order with slot ids (1 listed full paths, parents first).
@@ -313,10 +313,7 @@ impl DataTree {
         parent: u32,
         rec: Record,
     ) -> Result<(), DecodeError> {
-        if parent != NIL && self.store.child(parent, rec.name).is_some() {
-            return Err(DecodeError::Invalid("a node twice"));
-        }
-        let id = self.store.insert(parent, rec.name, rec.data, rec.stat, rec.acl);
+        let id = self.store.insert(parent, rec.name, rec.data, rec.stat, rec.acl).ok_or(DecodeError::Invalid("a node twice"))?;
         if ids.insert(their_id, id).is_some() {
             return Err(DecodeError::Invalid("a slot id twice"));
         }
@@ -567,7 +564,7 @@ mod tests {
         r.read_i64().unwrap();
         r.read_vec(|r| Ok((r.read_i64()?, r.read_i32()?, r.read_buffer()?))).unwrap();
         let acls = r.read_vec(|r| Ok((r.read_i32()?, corral_proto::read_acls(r)?))).unwrap();
-        let acls: std::collections::HashMap<i32, u32> = acls.iter().map(|(n, _)| (*n, 0)).collect();
+        let acls: hashbrown::HashMap<i32, u32> = acls.iter().map(|(n, _)| (*n, 0)).collect();
         assert_eq!(r.read_i64().unwrap() as usize, t.node_count());
         let header = bytes[..bytes.len() - r.remaining()].to_vec();
         let mut records = Vec::new();

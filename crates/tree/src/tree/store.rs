@@ -139,11 +139,12 @@ fn blob(name: &[u8], data: Option<&[u8]>) -> Box<[u8]> {
 #[derive(Debug)]
 struct Chunked<T> {
     chunks: Vec<Vec<T>>,
+    len: u32,
 }
 
 impl<T> Default for Chunked<T> {
     fn default() -> Self {
-        Chunked { chunks: Vec::new() }
+        Chunked { chunks: Vec::new(), len: 0 }
     }
 }
 
@@ -157,7 +158,7 @@ impl<T> Chunked<T> {
     }
 
     fn len(&self) -> u32 {
-        self.chunks.iter().map(Vec::len).sum::<usize>() as u32
+        self.len
     }
 
     /// Appends `t` and returns its id.
@@ -165,9 +166,10 @@ impl<T> Chunked<T> {
         if self.chunks.last().is_none_or(|c| c.len() == CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
-        let id = ((self.chunks.len() - 1) * CHUNK + self.chunks.last().unwrap().len()) as u32;
+        let id = self.len;
         assert!(id != NIL, "too many znodes");
         self.chunks.last_mut().unwrap().push(t);
+        self.len += 1;
         id
     }
 }
@@ -350,11 +352,26 @@ impl Store {
         rest.split('/').try_fold(0, |id, name| self.child(id, name))
     }
 
-    /// Adds a node; `parent` is [`NIL`] only for the root, which must come first. The
-    /// caller has checked that no sibling has this name.
-    pub fn insert(&mut self, parent: u32, name: &str, data: Option<&[u8]>, stat: NodeStat, acl: u32) -> u32 {
+    /// Adds a node; `parent` is [`NIL`] only for the root, which must come first. Returns
+    /// its id, or `None` (and changes nothing) if `parent` has a child of that name.
+    pub fn insert(&mut self, parent: u32, name: &str, data: Option<&[u8]>, stat: NodeStat, acl: u32) -> Option<u32> {
         assert!(name.len() < NULL_DATA as usize, "znode name too long");
         assert_eq!(parent == NIL, self.live == 0, "the root is the first node and the only one without a parent");
+        let id = self.free.unwrap_or(self.slots.len());
+        if parent != NIL {
+            // One probe both finds a sibling of the same name and takes the place for this
+            // one (under the id it is about to get).
+            let hash = Self::key_hash(&self.hasher, parent, name.as_bytes());
+            let (slots, hasher) = (&self.slots, &self.hasher);
+            let same = |&id: &u32| {
+                let s = slots.get(id);
+                s.parent == parent && s.name_bytes() == name.as_bytes()
+            };
+            match self.index.entry(hash, same, |&id| Self::rehash(slots, hasher, id)) {
+                hashbrown::hash_table::Entry::Occupied(_) => return None,
+                hashbrown::hash_table::Entry::Vacant(v) => v.insert(id),
+            };
+        }
         let first_sibling = if parent == NIL { NIL } else { self.ext(parent).first_child };
         let slot = Slot {
             czxid: stat.czxid,
@@ -367,15 +384,13 @@ impl Store {
             name_len: name.len() as u32 | if data.is_none() { NULL_DATA } else { 0 },
             ext: NIL,
         };
-        let id = match self.free {
-            Some(id) => {
-                self.save_for_snapshot(id);
-                let next = std::mem::replace(self.slots.get_mut(id), slot).next;
-                self.free = (next != NIL).then_some(next);
-                id
-            }
-            None => self.slots.push(slot),
-        };
+        if self.free == Some(id) {
+            self.save_for_snapshot(id);
+            let next = std::mem::replace(self.slots.get_mut(id), slot).next;
+            self.free = (next != NIL).then_some(next);
+        } else {
+            assert_eq!(self.slots.push(slot), id);
+        }
         let defaults = Ext::of(self.slot(id));
         if (stat.mzxid, stat.pzxid, stat.mtime, stat.ephemeral_owner) != (defaults.mzxid, defaults.pzxid, defaults.mtime, 0)
             || (stat.version, stat.cversion, stat.aversion) != (0, 0, 0)
@@ -398,11 +413,8 @@ impl Store {
             let p = self.ext_links_mut(parent);
             p.first_child = id;
             p.num_children += 1;
-            let hash = Self::key_hash(&self.hasher, parent, name.as_bytes());
-            let (slots, hasher) = (&self.slots, &self.hasher);
-            self.index.insert_unique(hash, id, |&id| Self::rehash(slots, hasher, id));
         }
-        id
+        Some(id)
     }
 
     /// Makes room for `additional` more nodes in the lookup table, so a bulk load does not
@@ -559,11 +571,11 @@ mod tests {
     fn insert_lookup_remove_and_reuse() {
         let mut s = Store::default();
         let acl = s.intern_acl(&Acl::open_unsafe());
-        let root = s.insert(NIL, "", Some(b""), stat(0), acl);
+        let root = s.insert(NIL, "", Some(b""), stat(0), acl).unwrap();
         assert_eq!(root, 0);
-        let a = s.insert(root, "a", Some(b"x"), stat(1), acl);
-        let b = s.insert(a, "b", None, stat(2), acl);
-        let c = s.insert(a, "c", Some(b"yy"), stat(3), acl);
+        let a = s.insert(root, "a", Some(b"x"), stat(1), acl).unwrap();
+        let b = s.insert(a, "b", None, stat(2), acl).unwrap();
+        let c = s.insert(a, "c", Some(b"yy"), stat(3), acl).unwrap();
         assert_eq!(s.lookup("/"), Some(0));
         assert_eq!(s.lookup("/a/b"), Some(b));
         assert_eq!(s.lookup("/a/c"), Some(c));
@@ -581,7 +593,7 @@ mod tests {
         assert_eq!(names(&s, a), ["c"]);
         assert_eq!(s.len(), 3);
         // The freed slot is reused, and the new node is found under its own name only.
-        let d = s.insert(root, "d", Some(b"z"), stat(4), acl);
+        let d = s.insert(root, "d", Some(b"z"), stat(4), acl).unwrap();
         assert_eq!(d, b);
         assert_eq!(s.lookup("/d"), Some(d));
         assert_eq!(s.lookup("/a/b"), None);
@@ -593,8 +605,8 @@ mod tests {
     fn many_children_removed_in_any_order() {
         let mut s = Store::default();
         let acl = s.intern_acl(&Acl::open_unsafe());
-        let root = s.insert(NIL, "", Some(b""), stat(0), acl);
-        let ids: Vec<u32> = (0..10_000).map(|i| s.insert(root, &format!("n{i}"), Some(b"d"), stat(i), acl)).collect();
+        let root = s.insert(NIL, "", Some(b""), stat(0), acl).unwrap();
+        let ids: Vec<u32> = (0..10_000).map(|i| s.insert(root, &format!("n{i}"), Some(b"d"), stat(i), acl).unwrap()).collect();
         assert_eq!(s.slots.chunks.len(), 10_001usize.div_ceil(CHUNK));
         // Remove every third, then check what is left, by lookup and by listing.
         for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
@@ -618,11 +630,11 @@ mod tests {
     fn acl_lists_are_counted_and_forgotten() {
         let mut s = Store::default();
         let open = s.intern_acl(&Acl::open_unsafe());
-        let root = s.insert(NIL, "", Some(b""), stat(0), open);
+        let root = s.insert(NIL, "", Some(b""), stat(0), open).unwrap();
         let read = s.intern_acl(&Acl::read_unsafe());
         assert_eq!(s.intern_acl(&Acl::read_unsafe()), read, "same list, same number");
-        let a = s.insert(root, "a", None, stat(1), read);
-        let b = s.insert(root, "b", None, stat(2), read);
+        let a = s.insert(root, "a", None, stat(1), read).unwrap();
+        let b = s.insert(root, "b", None, stat(2), read).unwrap();
         assert_eq!(s.acl_lists().count(), 2);
         s.remove(a);
         assert_eq!(s.acl_lists().count(), 2, "b still uses it");
@@ -638,15 +650,15 @@ mod tests {
     fn rarely_set_fields_take_an_extension_only_once_set() {
         let mut s = Store::default();
         let acl = s.intern_acl(&Acl::open_unsafe());
-        let root = s.insert(NIL, "", Some(b""), stat(0), acl);
+        let root = s.insert(NIL, "", Some(b""), stat(0), acl).unwrap();
         let plain = NodeStat { czxid: 5, mzxid: 5, pzxid: 5, ctime: 50, mtime: 50, ..NodeStat::default() };
-        let a = s.insert(root, "a", Some(b"x"), plain, acl);
+        let a = s.insert(root, "a", Some(b"x"), plain, acl).unwrap();
         assert_eq!(s.stat(a), plain);
         assert_eq!(s.slot(a).ext, NIL, "a node never changed has no extension");
         assert_ne!(s.slot(root).ext, NIL, "a parent has one for its child list");
         // A node loaded with changed fields keeps every one of them.
         let changed = NodeStat { mzxid: 7, pzxid: 6, mtime: 70, version: 2, cversion: 3, aversion: 1, ephemeral_owner: 9, ..plain };
-        let b = s.insert(root, "b", None, changed, acl);
+        let b = s.insert(root, "b", None, changed, acl).unwrap();
         assert_eq!(s.stat(b), changed);
         // Changing a field gives the node an extension; the rest keep their values.
         s.ext_mut(a).version = 1;
@@ -655,7 +667,7 @@ mod tests {
         // A removed node's extension is reused before the slab grows.
         s.remove(b);
         s.ext_mut(a).aversion = 4;
-        let c = s.insert(root, "c", None, changed, acl);
+        let c = s.insert(root, "c", None, changed, acl).unwrap();
         assert_eq!(s.exts.len(), used);
         assert_eq!(s.stat(c), changed);
         assert_eq!(s.stat(a), NodeStat { version: 1, aversion: 4, ..plain });
@@ -667,8 +679,8 @@ mod tests {
     fn set_data_keeps_the_name() {
         let mut s = Store::default();
         let acl = s.intern_acl(&Acl::open_unsafe());
-        let root = s.insert(NIL, "", Some(b""), stat(0), acl);
-        let a = s.insert(root, "name", Some(b"old"), stat(1), acl);
+        let root = s.insert(NIL, "", Some(b""), stat(0), acl).unwrap();
+        let a = s.insert(root, "name", Some(b"old"), stat(1), acl).unwrap();
         s.set_data(a, None);
         assert_eq!((s.slot(a).name(), s.slot(a).data()), ("name", None));
         s.set_data(a, Some(b"new data"));
@@ -676,5 +688,23 @@ mod tests {
         s.set_data(a, Some(b""));
         assert_eq!(s.slot(a).data(), Some(&b""[..]));
         assert_eq!(s.lookup("/name"), Some(a));
+    }
+
+    #[test]
+    fn a_second_child_of_the_same_name_is_refused_and_changes_nothing() {
+        let mut s = Store::default();
+        let acl = s.intern_acl(&Acl::open_unsafe());
+        let root = s.insert(NIL, "", Some(b""), stat(0), acl).unwrap();
+        let a = s.insert(root, "a", Some(b"x"), stat(1), acl).unwrap();
+        let b = s.insert(a, "a", Some(b"y"), stat(2), acl).unwrap();
+        assert_eq!(s.insert(root, "a", Some(b"z"), stat(3), acl), None);
+        assert_eq!(s.insert(a, "a", None, stat(3), acl), None);
+        assert_eq!((s.len(), s.slab_len(), s.num_children(root), s.num_children(a)), (3, 3, 1, 1));
+        assert_eq!(s.slot(s.lookup("/a").unwrap()).data(), Some(&b"x"[..]));
+        assert_eq!(s.lookup("/a/a"), Some(b));
+        // A freed slot stays free too.
+        s.remove(b);
+        assert_eq!(s.insert(root, "a", None, stat(4), acl), None);
+        assert_eq!(s.insert(a, "c", None, stat(5), acl), Some(b));
     }
 }
