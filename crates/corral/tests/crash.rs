@@ -3,7 +3,6 @@
 //! acknowledge, any that survived survived whole.
 
 use std::collections::HashMap;
-use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -13,10 +12,6 @@ use zookeeper_client as zk;
 /// How many kill-and-restart rounds; CI runs the default.
 fn rounds() -> usize {
     std::env::var("CORRAL_CRASH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(20)
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Proc(Child);
@@ -32,14 +27,16 @@ async fn start(dir: &Path, log: &Path) -> (Proc, String) {
 }
 
 async fn start_with(dir: &Path, log: &Path, cfg: &[&str]) -> (Proc, String) {
-    let port = free_port();
+    // The server picks its own port (0) and logs it: a port picked here and bound later
+    // could be taken meanwhile by another test's server, which would then answer for it.
+    let logged_before = std::fs::metadata(log).map_or(0, |m| m.len() as usize);
     let stderr = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     let cfg_file = log.with_extension("cfg");
     std::fs::write(&cfg_file, format!("admin.enableServer=false\n{}", cfg.join("\n"))).unwrap();
     // Owned by `Proc` at once, so a failed start still kills and reaps it.
-    let child = Proc(
+    let mut child = Proc(
         Command::new(env!("CARGO_BIN_EXE_corral"))
-            .args(["server", "--port", &port.to_string(), "--config"])
+            .args(["server", "--port", "0", "--config"])
             .arg(&cfg_file)
             .arg("--data-dir")
             .arg(dir)
@@ -48,16 +45,27 @@ async fn start_with(dir: &Path, log: &Path, cfg: &[&str]) -> (Proc, String) {
             .spawn()
             .unwrap(),
     );
-    let addr = format!("127.0.0.1:{port}");
     let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if let Ok(Ok(c)) = tokio::time::timeout(Duration::from_secs(2), zk::Client::connect(&addr)).await {
-            drop(c);
-            return (child, addr);
+    let addr = loop {
+        let text = std::fs::read(log).unwrap_or_default();
+        let new = String::from_utf8_lossy(&text[logged_before.min(text.len())..]).to_string();
+        if let Some(addr) = new.lines().filter(|l| l.contains("corral server listening")).find_map(listening_addr) {
+            break addr;
         }
-        assert!(Instant::now() < deadline, "server did not come up; log:\n{}", std::fs::read_to_string(log).unwrap_or_default());
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        assert!(child.0.try_wait().unwrap().is_none(), "server exited at start; log:\n{new}");
+        assert!(Instant::now() < deadline, "server did not come up; log:\n{new}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // The line comes once recovery is done and the port is bound: the server serves. (No
+    // probe session: its close could land in the log after a test's own writes.)
+    (child, addr)
+}
+
+/// The `127.0.0.1:PORT` in a "corral server listening" log line.
+fn listening_addr(line: &str) -> Option<String> {
+    let at = line.find("127.0.0.1:")?;
+    let port: String = line[at + "127.0.0.1:".len()..].chars().take_while(char::is_ascii_digit).collect();
+    (!port.is_empty()).then(|| format!("127.0.0.1:{port}"))
 }
 
 /// The log segment files under a data directory, oldest first.
@@ -366,9 +374,11 @@ async fn a_torn_tail_is_cut_and_the_rest_kept() {
     for i in 0..200 {
         client.create(&format!("/t{i}"), b"0123456789", &mode).await.unwrap();
     }
-    drop(client);
+    // Killed with the client still open, so /t199's create is the last batch (a close
+    // would be logged after it).
     server.0.kill().unwrap();
     server.0.wait().unwrap();
+    drop(client);
 
     // Zero the last bytes of the last batch, as a write cut short would leave them.
     let segment = log_segments(&data).pop().expect("a segment file");
@@ -476,7 +486,7 @@ async fn mid_log_corruption_stops_startup_naming_the_file() {
     let out = tokio::time::timeout(
         Duration::from_secs(60),
         tokio::process::Command::new(env!("CARGO_BIN_EXE_corral"))
-            .args(["server", "--port", &free_port().to_string(), "--data-dir"])
+            .args(["server", "--port", "0", "--data-dir"])
             .arg(&data)
             .stdin(Stdio::null())
             .kill_on_drop(true)

@@ -672,8 +672,8 @@ mod tests {
                         }
                         Txn::Create(crate::CreateTxn {
                             path: p,
-                            data: (r % 3 != 0).then(|| vec![zxid as u8; (r % 40) as usize]),
-                            acl: if r % 4 == 0 { Acl::read_unsafe() } else { vec![Acl::new(31, "ip", &format!("10.0.0.{}", r % 3))] },
+                            data: (!r.is_multiple_of(3)).then(|| vec![zxid as u8; (r % 40) as usize]),
+                            acl: if r.is_multiple_of(4) { Acl::read_unsafe() } else { vec![Acl::new(31, "ip", &format!("10.0.0.{}", r % 3))] },
                             ephemeral_owner: owner,
                             parent_cversion: zxid as i32,
                         })
