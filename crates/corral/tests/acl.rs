@@ -184,15 +184,20 @@ async fn super_digest_bypasses_acls() {
     owner.create("/vault/inner", b"", &CreateMode::Persistent.with_acls(Acls::creator_all())).await.unwrap();
     owner.set_acl("/vault", &[digest(Permission::CREATE | Permission::READ, "owner", "pw")], None).await.unwrap();
 
+    // Under the ensemble harness each session may be on another member: each syncs
+    // before it reads what another wrote.
     let wrong = client_as(&server, "super:guess").await;
+    wrong.sync("/vault").await.unwrap();
     assert_eq!(wrong.get_data("/vault").await, Err(zk::Error::NoAuth));
 
     let root = client_as(&server, "super:secret").await;
+    root.sync("/vault").await.unwrap();
     assert_eq!(root.get_data("/vault").await.unwrap().0, b"gold");
     root.set_data("/vault", b"lead", None).await.unwrap();
     root.delete("/vault/inner", None).await.unwrap();
     root.set_acl("/vault", &[Acl::new(Permission::READ, AuthId::anyone())], None).await.unwrap();
     root.delete("/vault", None).await.unwrap();
+    owner.sync("/vault").await.unwrap();
     assert_eq!(owner.check_stat("/vault").await.unwrap(), None);
     // Super may write /zookeeper/config's ACL-protected neighbour too.
     assert!(root.get_acl("/zookeeper/config").await.is_ok());

@@ -238,11 +238,11 @@ impl DataTree {
                 }
             }
             // Whoever waited for this node (and for them, in turn) can come in now.
+            if waiting.is_empty() {
+                continue;
+            }
             let mut ready = vec![id];
             while let Some(p) = ready.pop() {
-                if waiting.is_empty() {
-                    break;
-                }
                 let ours = ids[&p];
                 for (child, rec) in waiting.remove(&p).unwrap_or_default() {
                     t.place(&mut ids, &mut path_len, child, ours, rec)?;
