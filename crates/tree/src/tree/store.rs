@@ -75,7 +75,8 @@ pub(crate) struct Ext {
     pub version: i32,
     pub cversion: i32,
     pub aversion: i32,
-    pub num_children: u32,
+    /// Kept with the child list, by the store alone.
+    num_children: u32,
     /// The head of the child list; on the free list, the next free extension.
     first_child: u32,
 }
@@ -408,10 +409,16 @@ impl Store {
         } else {
             assert_eq!(self.slots.push(slot), id);
         }
-        let defaults = Ext::of(self.slot(id));
-        if (stat.mzxid, stat.pzxid, stat.mtime, stat.ephemeral_owner) != (defaults.mzxid, defaults.pzxid, defaults.mtime, 0)
-            || (stat.version, stat.cversion, stat.aversion) != (0, 0, 0)
-        {
+        // What a node without an extension reads as (see `Ext::of`).
+        let unchanged = NodeStat {
+            czxid: stat.czxid,
+            mzxid: stat.czxid,
+            pzxid: stat.czxid,
+            ctime: stat.ctime,
+            mtime: stat.ctime,
+            ..NodeStat::default()
+        };
+        if stat != unchanged {
             let e = self.ext_links_mut(id);
             e.mzxid = stat.mzxid;
             e.pzxid = stat.pzxid;
@@ -579,6 +586,14 @@ mod tests {
         NodeStat { czxid, ..NodeStat::default() }
     }
 
+    /// A store holding only the root, with the open ACL's number.
+    fn with_root() -> (Store, u32, u32) {
+        let mut s = Store::default();
+        let acl = s.intern_acl(&Acl::open_unsafe());
+        let root = s.insert(NIL, "", Some(b""), stat(0), acl).unwrap();
+        (s, acl, root)
+    }
+
     fn names(s: &Store, id: u32) -> Vec<String> {
         let mut v: Vec<String> = s.children(id).map(|c| s.slot(c).name().to_string()).collect();
         v.sort();
@@ -593,9 +608,7 @@ mod tests {
 
     #[test]
     fn insert_lookup_remove_and_reuse() {
-        let mut s = Store::default();
-        let acl = s.intern_acl(&Acl::open_unsafe());
-        let root = s.insert(NIL, "", Some(b""), stat(0), acl).unwrap();
+        let (mut s, acl, root) = with_root();
         assert_eq!(root, 0);
         let a = s.insert(root, "a", Some(b"x"), stat(1), acl).unwrap();
         let b = s.insert(a, "b", None, stat(2), acl).unwrap();
@@ -627,9 +640,7 @@ mod tests {
 
     #[test]
     fn many_children_removed_in_any_order() {
-        let mut s = Store::default();
-        let acl = s.intern_acl(&Acl::open_unsafe());
-        let root = s.insert(NIL, "", Some(b""), stat(0), acl).unwrap();
+        let (mut s, acl, root) = with_root();
         let ids: Vec<u32> = (0..10_000).map(|i| s.insert(root, &format!("n{i}"), Some(b"d"), stat(i), acl).unwrap()).collect();
         assert_eq!(s.slots.chunks.len(), 10_001usize.div_ceil(CHUNK));
         // Remove every third, then check what is left, by lookup and by listing.
@@ -672,9 +683,7 @@ mod tests {
 
     #[test]
     fn rarely_set_fields_take_an_extension_only_once_set() {
-        let mut s = Store::default();
-        let acl = s.intern_acl(&Acl::open_unsafe());
-        let root = s.insert(NIL, "", Some(b""), stat(0), acl).unwrap();
+        let (mut s, acl, root) = with_root();
         let plain = NodeStat { czxid: 5, mzxid: 5, pzxid: 5, ctime: 50, mtime: 50, ..NodeStat::default() };
         let a = s.insert(root, "a", Some(b"x"), plain, acl).unwrap();
         assert_eq!(s.stat(a), plain);
@@ -701,9 +710,7 @@ mod tests {
 
     #[test]
     fn set_data_keeps_the_name() {
-        let mut s = Store::default();
-        let acl = s.intern_acl(&Acl::open_unsafe());
-        let root = s.insert(NIL, "", Some(b""), stat(0), acl).unwrap();
+        let (mut s, acl, root) = with_root();
         let a = s.insert(root, "name", Some(b"old"), stat(1), acl).unwrap();
         s.set_data(a, None);
         assert_eq!((s.slot(a).name(), s.slot(a).data()), ("name", None));
@@ -716,9 +723,7 @@ mod tests {
 
     #[test]
     fn a_second_child_of_the_same_name_is_refused_and_changes_nothing() {
-        let mut s = Store::default();
-        let acl = s.intern_acl(&Acl::open_unsafe());
-        let root = s.insert(NIL, "", Some(b""), stat(0), acl).unwrap();
+        let (mut s, acl, root) = with_root();
         let a = s.insert(root, "a", Some(b"x"), stat(1), acl).unwrap();
         let b = s.insert(a, "a", Some(b"y"), stat(2), acl).unwrap();
         assert_eq!(s.insert(root, "a", Some(b"z"), stat(3), acl), None);
