@@ -1,5 +1,6 @@
 //! The znode tree and how transactions change it.
 
+mod blob;
 mod snapshot;
 mod store;
 

@@ -15,7 +15,7 @@
 //! - **Rarely-set Stat fields** (mzxid, mtime, pzxid, the versions, the owner) and a
 //!   parent's child list live in a second slab of [`Ext`] records, which a slot points to
 //!   only once one of them leaves its default. A node created and never changed (most
-//!   nodes: leaves written once) has none, and its slot is 56 bytes; a node that has one
+//!   nodes: leaves written once) has none, and its slot is 48 bytes; a node that has one
 //!   pays 56 more.
 //! - **ACLs** are numbered in a reference-counted table (most nodes share one list); a
 //!   slot keeps the 4-byte number.
@@ -29,6 +29,7 @@
 //! stays the tree of one zxid while the tree goes on changing, at the cost of the nodes
 //! changed meanwhile.
 
+use super::blob::Blob;
 use super::NodeStat;
 use corral_proto::Acl;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
@@ -48,13 +49,13 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 const SHARDS: usize = 256;
 
 /// One node: what every node has. Fields are flat so the compiler packs the 4-byte ones
-/// together: 56 bytes per slot.
+/// together, and the blob pointer is thin ([`Blob`]): 48 bytes per slot.
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub czxid: i64,
     pub ctime: i64,
     /// The name's bytes followed by the data's.
-    blob: Box<[u8]>,
+    blob: Blob,
     pub parent: u32,
     next: u32,
     prev: u32,
@@ -101,7 +102,7 @@ impl Ext {
 
 impl Slot {
     pub fn name_bytes(&self) -> &[u8] {
-        &self.blob[..(self.name_len & !NULL_DATA) as usize]
+        &self.blob.bytes()[..(self.name_len & !NULL_DATA) as usize]
     }
 
     pub fn name(&self) -> &str {
@@ -113,7 +114,7 @@ impl Slot {
         if self.name_len & NULL_DATA != 0 {
             None
         } else {
-            Some(&self.blob[self.name_len as usize..])
+            Some(&self.blob.bytes()[self.name_len as usize..])
         }
     }
 
@@ -127,17 +128,9 @@ impl Slot {
 
     fn set_data(&mut self, data: Option<&[u8]>) {
         let name_len = self.name_len & !NULL_DATA;
-        self.blob = blob(&self.blob[..name_len as usize], data);
+        self.blob = Blob::new(&self.blob.bytes()[..name_len as usize], data.unwrap_or_default());
         self.name_len = name_len | if data.is_none() { NULL_DATA } else { 0 };
     }
-}
-
-fn blob(name: &[u8], data: Option<&[u8]>) -> Box<[u8]> {
-    let data = data.unwrap_or_default();
-    let mut b = Vec::with_capacity(name.len() + data.len());
-    b.extend_from_slice(name);
-    b.extend_from_slice(data);
-    b.into_boxed_slice()
 }
 
 /// A vector that grows a fixed chunk at a time: growing never copies what is there, and
@@ -425,7 +418,7 @@ impl Store {
         let slot = Slot {
             czxid: stat.czxid,
             ctime: stat.ctime,
-            blob: blob(name.as_bytes(), data),
+            blob: Blob::new(name.as_bytes(), data.unwrap_or_default()),
             parent,
             next: first_sibling,
             prev: NIL,
@@ -514,7 +507,7 @@ impl Store {
         let free = self.free.unwrap_or(NIL);
         let s = self.slots.get_mut(id);
         s.name_len = VACANT;
-        s.blob = Box::default();
+        s.blob = Blob::default();
         s.parent = NIL;
         s.ext = NIL;
         s.next = free;
@@ -634,7 +627,7 @@ mod tests {
 
     #[test]
     fn slots_stay_compact() {
-        assert!(std::mem::size_of::<Slot>() <= 56, "{}", std::mem::size_of::<Slot>());
+        assert!(std::mem::size_of::<Slot>() <= 48, "{}", std::mem::size_of::<Slot>());
         assert!(std::mem::size_of::<Ext>() <= 56, "{}", std::mem::size_of::<Ext>());
     }
 
