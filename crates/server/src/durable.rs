@@ -278,17 +278,32 @@ pub enum RecoveryError {
 }
 
 /// The tree of the newest snapshot in `dir` (and its zxid), or a fresh tree and 0. A
-/// newest snapshot that does not verify is an error naming it, never skipped.
-pub fn newest_snapshot(dir: &Path) -> Result<(DataTree, i64), RecoveryError> {
+/// newest snapshot that does not verify is an error naming it, never skipped. `after`
+/// tells, from the snapshot's zxid, about how many log records will be replayed after it,
+/// to size the tree for the nodes they may add.
+pub fn newest_snapshot(dir: &Path, after: impl FnOnce(i64) -> usize) -> Result<(DataTree, i64), RecoveryError> {
     let Some((_, path)) = snapshot::list(dir)?.pop() else { return Ok((DataTree::new(), 0)) };
     let (zxid, body) = snapshot::read(&path)?;
     tracing::debug!(file = %path.display(), "reading snapshot");
-    let tree = DataTree::read_snapshot(&body)
+    let tree = DataTree::read_snapshot_growing(&body, after(zxid))
         .map_err(|e| RecoveryError::BadSnapshot { file: path.clone(), reason: e.to_string() })?;
     if tree.last_zxid() != zxid {
         return Err(RecoveryError::BadSnapshot { file: path, reason: format!("holds zxid {:#x}", tree.last_zxid()) });
     }
     Ok((tree, zxid))
+}
+
+/// About how many records a log holds after `from` up to `to`: zxids count up by one
+/// within an epoch and start again at 1 in the next (so across epochs, at least the new
+/// epoch's count).
+pub fn records_between(from: i64, to: i64) -> usize {
+    if to <= from {
+        0
+    } else if to >> 32 == from >> 32 {
+        (to - from) as usize
+    } else {
+        (to & 0xffff_ffff) as usize
+    }
 }
 
 fn replay(tree: &mut DataTree, records: Vec<Record>) -> Result<(), RecoveryError> {
@@ -308,7 +323,7 @@ fn replay(tree: &mut DataTree, records: Vec<Record>) -> Result<(), RecoveryError
 /// Rebuilds the tree: the newest snapshot in `snap_dir`, then every later record of the
 /// log.
 pub fn recover<L: Log>(snap_dir: &Path, log: &L) -> Result<DataTree, RecoveryError> {
-    let (tree, after) = newest_snapshot(snap_dir)?;
+    let (tree, after) = newest_snapshot(snap_dir, |z| records_between(z, log.last_zxid()))?;
     replay_log(tree, after, log)
 }
 
@@ -331,6 +346,16 @@ mod tests {
     use super::*;
     use corral_storage::MemLog;
     use corral_tree::{encode_entry, Txn, TxnHeader};
+
+    #[test]
+    fn records_after_a_snapshot_are_counted_by_zxid() {
+        let z = |epoch: i64, n: i64| epoch << 32 | n;
+        assert_eq!(records_between(z(1, 100), z(1, 100)), 0);
+        assert_eq!(records_between(z(1, 100), z(1, 50)), 0);
+        assert_eq!(records_between(z(1, 100), z(1, 160)), 60);
+        assert_eq!(records_between(z(1, 100), z(3, 25)), 25);
+        assert_eq!(records_between(0, z(1, 7)), 7);
+    }
 
     fn txns() -> Vec<Txn> {
         vec![

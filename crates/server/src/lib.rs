@@ -169,10 +169,11 @@ impl Server {
         let started = std::time::Instant::now();
         let options = corral_storage::FileLogOptions { preallocate_bytes: 16 << 20, ..Default::default() };
         // Opening the log (which verifies every segment) and loading the newest snapshot
-        // read different files: do both at once.
+        // read different files: do both at once. So the log's length is not known yet
+        // when the snapshot is read: the snapshot interval says how long it usually is.
         let (log, snapshot) = std::thread::scope(|s| {
             let log = s.spawn(|| corral_storage::FileLog::open(&dir, options));
-            let snapshot = durable::newest_snapshot(&snap_dir);
+            let snapshot = durable::newest_snapshot(&snap_dir, |_| cfg.snap_count as usize);
             (log.join().expect("opening the log panicked"), snapshot)
         });
         let (log, report) = log?;

@@ -188,7 +188,8 @@ impl ReplicaStore {
     /// Loads the tree from disk: the newest snapshot, then the log after it; and the
     /// snapshot's zxid.
     fn rebuild(&mut self) -> Result<(DataTree, Zxid), ReplicaError> {
-        let (tree, snapshot_zxid) = durable::newest_snapshot(&self.dirs.snapshots)?;
+        let last = self.log.last_zxid();
+        let (tree, snapshot_zxid) = durable::newest_snapshot(&self.dirs.snapshots, |z| durable::records_between(z, last))?;
         Ok((durable::replay_log(tree, snapshot_zxid, &self.log)?, snapshot_zxid))
     }
 

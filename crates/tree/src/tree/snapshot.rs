@@ -183,6 +183,14 @@ impl DataTree {
 
     /// Rebuilds a tree from a snapshot body.
     pub fn read_snapshot(bytes: &[u8]) -> Result<DataTree, DecodeError> {
+        Self::read_snapshot_growing(bytes, 0)
+    }
+
+    /// Rebuilds a tree from a snapshot body, with its lookup table sized for up to `more`
+    /// nodes beyond the snapshot's (at most as many again): the creates a log replayed
+    /// after it may add. The table is sized to end close to full, so a replay that
+    /// outgrew it would make every part of it double.
+    pub fn read_snapshot_growing(bytes: &[u8], more: usize) -> Result<DataTree, DecodeError> {
         let mut r = Reader::new(bytes);
         if r.read_i32()? != MAGIC {
             return Err(DecodeError::Invalid("not a Corral snapshot"));
@@ -198,7 +206,7 @@ impl DataTree {
             t.sessions.insert(id, SessionInfo { timeout_ms, passwd });
         }
         if version == 1 {
-            t.read_v1_nodes(&mut r)?;
+            t.read_v1_nodes(&mut r, more)?;
             return Ok(t);
         }
         let acl_lists = r.read_vec(|r| Ok((r.read_i32()?, read_acls(r)?)))?;
@@ -213,7 +221,7 @@ impl DataTree {
             return Err(DecodeError::Invalid("bad node count"));
         }
         let count = count as usize;
-        t.store.reserve(count);
+        t.store.reserve(count + more.min(count));
         // The writer's slot ids, mapped to ours (ours are dense: 0, 1, 2 ... in order).
         let mut ids: hashbrown::HashMap<u32, u32> = hashbrown::HashMap::with_capacity(count);
         // Each node's path length, for the data size.
@@ -262,14 +270,14 @@ impl DataTree {
     /// The nodes of a version 1 body (written by Corral before slot-ordered records):
     /// the ACL lists, numbered by position, then every node parents first as its path,
     /// data, ACL number and the nine stored stat fields at full width.
-    fn read_v1_nodes(&mut self, r: &mut Reader) -> Result<(), DecodeError> {
+    fn read_v1_nodes(&mut self, r: &mut Reader, more: usize) -> Result<(), DecodeError> {
         let acl_lists = r.read_vec(read_acls)?;
         let acls: Vec<u32> = acl_lists.iter().map(|a| self.store.intern_acl(a)).collect();
         let count = r.read_i64()?;
         if count < 1 || count as usize > r.remaining() {
             return Err(DecodeError::Invalid("bad node count"));
         }
-        self.store.reserve(count as usize);
+        self.store.reserve(count as usize + more.min(count as usize));
         for i in 0..count {
             let p = r.read_opt_buffer()?.ok_or(DecodeError::Invalid("null path"))?;
             let p = std::str::from_utf8(p).map_err(|_| DecodeError::InvalidUtf8)?;
