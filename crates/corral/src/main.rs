@@ -120,6 +120,24 @@ fn disable_transparent_huge_pages() -> bool {
     true
 }
 
+/// Has mimalloc commit its arena as it is used rather than all at once. With eager
+/// commit (its default on Linux), memory it purges stays in the resident set: 3.3 MB more
+/// RSS both idle and with 1 M znodes after a restart. The option must be set before the
+/// first allocation reserves the arena, so this runs as a constructor, before `main`
+/// and before the Rust runtime allocates anything.
+#[cfg(target_os = "linux")]
+#[used]
+#[unsafe(link_section = ".init_array")]
+static COMMIT_MEMORY_ON_DEMAND: extern "C" fn() = {
+    extern "C" fn commit_memory_on_demand() {
+        /// `mi_option_arena_eager_commit` in mimalloc 3's `mi_option_t`.
+        const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
+        // SAFETY: sets one of mimalloc's integer options; it takes no pointers.
+        unsafe { libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0) }
+    }
+    commit_memory_on_demand
+};
+
 fn server(args: ServerArgs, thp_off: bool) -> ExitCode {
     let mut cfg = match &args.config {
         // myid is read below, once --data-dir may have moved the data directory.
