@@ -1,8 +1,8 @@
 //! Where the nodes live: a compact store built for a million znodes.
 //!
 //! Every node is one fixed-size slot in a chunked slab, named by a `u32` id, plus one heap
-//! block holding its name and data together. There is no per-node map key, no per-node
-//! child collection and no per-node ACL pointer:
+//! block holding its name and data together ([`Blob`]). There is no per-node map key, no
+//! per-node child collection and no per-node ACL pointer:
 //!
 //! - **Lookup** goes through a hash table of ids keyed by (parent id, name), so a path
 //!   is found by walking its components; the table stores 4 bytes per node. It is split
@@ -13,9 +13,9 @@
 //!   in the slot; the first child in the parent's [`Ext`]), so adding or removing a child
 //!   is O(1) and allocates nothing.
 //! - **Rarely-set Stat fields** (mzxid, mtime, pzxid, the versions, the owner) and a
-//!   parent's child list live in a second slab of [`Ext`] records, which a slot points to
-//!   only once one of them leaves its default. A node created and never changed (most
-//!   nodes: leaves written once) has none, and its slot is 48 bytes; a node that has one
+//!   parent's child list live in a second slab of [`Ext`] records, which a node's block
+//!   names (see [`Blob`]) only once one of them leaves its default. A node created and never changed (most
+//!   nodes: leaves written once) has none, and its slot is 40 bytes; a node that has one
 //!   pays 56 more.
 //! - **ACLs** are numbered in a reference-counted table (most nodes share one list); a
 //!   slot keeps the 4-byte number.
@@ -29,7 +29,7 @@
 //! stays the tree of one zxid while the tree goes on changing, at the cost of the nodes
 //! changed meanwhile.
 
-use super::blob::Blob;
+use super::blob::{Blob, NO_EXT};
 use super::NodeStat;
 use corral_proto::Acl;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
@@ -39,31 +39,24 @@ use std::sync::Arc;
 /// "No node": the root's parent, the end of a child list, the end of a free list, and a
 /// slot without an [`Ext`].
 pub(crate) const NIL: u32 = u32::MAX;
-/// `name_len` of a slot on the free list.
-const VACANT: u32 = u32::MAX;
-/// Set in `name_len` when the node's data is null (as opposed to empty).
-const NULL_DATA: u32 = 1 << 31;
 const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
 /// How many tables the lookup index is split into at least (see the module docs).
 const SHARDS: usize = 256;
 
 /// One node: what every node has. Fields are flat so the compiler packs the 4-byte ones
-/// together, and the blob pointer is thin ([`Blob`]): 48 bytes per slot.
+/// together, and the blob pointer is thin ([`Blob`]): 40 bytes per slot.
 #[derive(Debug)]
 pub(crate) struct Slot {
     pub czxid: i64,
     pub ctime: i64,
-    /// The name's bytes followed by the data's.
+    /// The name and data, and the number of this node's [`Ext`] if it has one (while
+    /// every field in it has its default, it has none).
     blob: Blob,
     pub parent: u32,
     next: u32,
     prev: u32,
     pub acl: u32,
-    /// Length of the name at the front of `blob`, with [`NULL_DATA`] or [`VACANT`].
-    name_len: u32,
-    /// This node's [`Ext`], or [`NIL`] while every field in it has its default.
-    ext: u32,
 }
 
 /// The part of a node most nodes leave at its defaults (see [`Ext::of`]). Once a node has
@@ -102,7 +95,7 @@ impl Ext {
 
 impl Slot {
     pub fn name_bytes(&self) -> &[u8] {
-        &self.blob.bytes()[..(self.name_len & !NULL_DATA) as usize]
+        self.blob.name()
     }
 
     pub fn name(&self) -> &str {
@@ -111,11 +104,7 @@ impl Slot {
     }
 
     pub fn data(&self) -> Option<&[u8]> {
-        if self.name_len & NULL_DATA != 0 {
-            None
-        } else {
-            Some(&self.blob.bytes()[self.name_len as usize..])
-        }
+        self.blob.data()
     }
 
     pub fn data_len(&self) -> usize {
@@ -123,13 +112,11 @@ impl Slot {
     }
 
     pub fn is_vacant(&self) -> bool {
-        self.name_len == VACANT
+        self.blob.is_vacant()
     }
 
     fn set_data(&mut self, data: Option<&[u8]>) {
-        let name_len = self.name_len & !NULL_DATA;
-        self.blob = Blob::new(&self.blob.bytes()[..name_len as usize], data.unwrap_or_default());
-        self.name_len = name_len | if data.is_none() { NULL_DATA } else { 0 };
+        self.blob = Blob::new(self.blob.name(), data, self.blob.ext());
     }
 }
 
@@ -250,10 +237,9 @@ impl Store {
     /// The node's rarely-set fields, its defaults if it has no extension.
     pub fn ext(&self, id: u32) -> Ext {
         let s = self.slot(id);
-        if s.ext == NIL {
-            Ext::of(s)
-        } else {
-            *self.exts.get(s.ext)
+        match s.blob.ext() {
+            NO_EXT => Ext::of(s),
+            e => *self.exts.get(e),
         }
     }
 
@@ -273,8 +259,8 @@ impl Store {
     }
 
     pub fn num_children(&self, id: u32) -> u32 {
-        match self.slot(id).ext {
-            NIL => 0,
+        match self.slot(id).blob.ext() {
+            NO_EXT => 0,
             e => self.exts.get(e).num_children,
         }
     }
@@ -301,24 +287,30 @@ impl Store {
 
     /// Node `id`'s extension, for its child list (not part of a snapshot record).
     fn ext_links_mut(&mut self, id: u32) -> &mut Ext {
-        let s = self.slots.get(id);
-        let e = if s.ext != NIL {
-            s.ext
-        } else {
-            let ext = Ext::of(s);
-            let e = match self.free_ext {
-                Some(e) => {
-                    let slot = self.exts.get_mut(e);
-                    self.free_ext = (slot.first_child != NIL).then_some(slot.first_child);
-                    *slot = ext;
-                    e
-                }
-                None => self.exts.push(ext),
-            };
-            self.slots.get_mut(id).ext = e;
-            e
-        };
+        let e = self.ext_number(id);
         self.exts.get_mut(e)
+    }
+
+    /// The number of node `id`'s extension; the node gets one if it had none.
+    fn ext_number(&mut self, id: u32) -> u32 {
+        let s = self.slots.get(id);
+        if s.blob.ext() != NO_EXT {
+            return s.blob.ext();
+        }
+        let ext = Ext::of(s);
+        let e = match self.free_ext {
+            Some(e) => {
+                let slot = self.exts.get_mut(e);
+                self.free_ext = (slot.first_child != NIL).then_some(slot.first_child);
+                *slot = ext;
+                e
+            }
+            None => self.exts.push(ext),
+        };
+        // The block is made again with the number: once in the node's life.
+        let s = self.slots.get_mut(id);
+        s.blob = Blob::new(s.blob.name(), s.blob.data(), e);
+        e
     }
 
     /// Replaces node `id`'s data (its name stays).
@@ -392,7 +384,6 @@ impl Store {
     /// Adds a node; `parent` is [`NIL`] only for the root, which must come first. Returns
     /// its id, or `None` (and changes nothing) if `parent` has a child of that name.
     pub fn insert(&mut self, parent: u32, name: &str, data: Option<&[u8]>, stat: NodeStat, acl: u32) -> Option<u32> {
-        assert!(name.len() < NULL_DATA as usize, "znode name too long");
         assert_eq!(parent == NIL, self.live == 0, "the root is the first node and the only one without a parent");
         let id = self.free.unwrap_or(self.slots.len());
         if parent != NIL {
@@ -414,17 +405,17 @@ impl Store {
                 hashbrown::hash_table::Entry::Vacant(v) => v.insert(id),
             };
         }
-        let first_sibling = if parent == NIL { NIL } else { self.ext(parent).first_child };
+        // The parent's extension holds its child list.
+        let parent_ext = (parent != NIL).then(|| self.ext_number(parent));
+        let first_sibling = parent_ext.map_or(NIL, |e| self.exts.get(e).first_child);
         let slot = Slot {
             czxid: stat.czxid,
             ctime: stat.ctime,
-            blob: Blob::new(name.as_bytes(), data.unwrap_or_default()),
+            blob: Blob::new(name.as_bytes(), data, NO_EXT),
             parent,
             next: first_sibling,
             prev: NIL,
             acl,
-            name_len: name.len() as u32 | if data.is_none() { NULL_DATA } else { 0 },
-            ext: NIL,
         };
         if self.free == Some(id) {
             self.save_for_snapshot(id);
@@ -454,11 +445,11 @@ impl Store {
         }
         self.live += 1;
         self.acls.retain(acl);
-        if parent != NIL {
+        if let Some(e) = parent_ext {
             if first_sibling != NIL {
                 self.slots.get_mut(first_sibling).prev = id;
             }
-            let p = self.ext_links_mut(parent);
+            let p = self.exts.get_mut(e);
             p.first_child = id;
             p.num_children += 1;
         }
@@ -484,7 +475,7 @@ impl Store {
         assert!(self.num_children(id) == 0 && self.slot(id).parent != NIL, "only a childless non-root node can be removed");
         self.save_for_snapshot(id);
         let s = self.slot(id);
-        let (parent, prev, next, acl, ext) = (s.parent, s.prev, s.next, s.acl, s.ext);
+        let (parent, prev, next, acl, ext) = (s.parent, s.prev, s.next, s.acl, s.blob.ext());
         let hash = Self::key_hash(&self.hasher, parent, s.name_bytes());
         let i = Self::shard(hash, self.index.len());
         if let Ok(e) = self.index[i].find_entry(hash, |&x| x == id) {
@@ -500,16 +491,14 @@ impl Store {
         }
         self.ext_links_mut(parent).num_children -= 1;
         self.acls.release(acl);
-        if ext != NIL {
+        if ext != NO_EXT {
             self.exts.get_mut(ext).first_child = self.free_ext.unwrap_or(NIL);
             self.free_ext = Some(ext);
         }
         let free = self.free.unwrap_or(NIL);
         let s = self.slots.get_mut(id);
-        s.name_len = VACANT;
-        s.blob = Blob::default();
+        s.blob = Blob::vacant();
         s.parent = NIL;
-        s.ext = NIL;
         s.next = free;
         self.free = Some(id);
         self.live -= 1;
@@ -627,7 +616,7 @@ mod tests {
 
     #[test]
     fn slots_stay_compact() {
-        assert!(std::mem::size_of::<Slot>() <= 48, "{}", std::mem::size_of::<Slot>());
+        assert!(std::mem::size_of::<Slot>() <= 40, "{}", std::mem::size_of::<Slot>());
         assert!(std::mem::size_of::<Ext>() <= 56, "{}", std::mem::size_of::<Ext>());
     }
 
@@ -738,8 +727,8 @@ mod tests {
         let plain = NodeStat { czxid: 5, mzxid: 5, pzxid: 5, ctime: 50, mtime: 50, ..NodeStat::default() };
         let a = s.insert(root, "a", Some(b"x"), plain, acl).unwrap();
         assert_eq!(s.stat(a), plain);
-        assert_eq!(s.slot(a).ext, NIL, "a node never changed has no extension");
-        assert_ne!(s.slot(root).ext, NIL, "a parent has one for its child list");
+        assert_eq!(s.slot(a).blob.ext(), NO_EXT, "a node never changed has no extension");
+        assert_ne!(s.slot(root).blob.ext(), NO_EXT, "a parent has one for its child list");
         // A node loaded with changed fields keeps every one of them.
         let changed = NodeStat { mzxid: 7, pzxid: 6, mtime: 70, version: 2, cversion: 3, aversion: 1, ephemeral_owner: 9, ..plain };
         let b = s.insert(root, "b", None, changed, acl).unwrap();
