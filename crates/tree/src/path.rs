@@ -29,12 +29,17 @@ pub fn validate(path: &str) -> Result<(), InvalidPath> {
     path[1..].split('/').try_for_each(validate_name)
 }
 
+/// The longest node name the tree holds (1 GiB less a byte). ZooKeeper has no limit of
+/// its own; a frame (`jute.maxbuffer`) may be configured up to 2 GiB.
+pub const MAX_NAME_BYTES: usize = (1 << 30) - 1;
+
 /// Checks one component of a path: not empty, not `.` or `..`, no `/`, no control or
-/// reserved characters.
+/// reserved characters, at most [`MAX_NAME_BYTES`].
 pub fn validate_name(name: &str) -> Result<(), InvalidPath> {
     match name {
         "" => return Err(InvalidPath("empty node name specified")),
         "." | ".." => return Err(InvalidPath("relative paths not allowed")),
+        _ if name.len() > MAX_NAME_BYTES => return Err(InvalidPath("node name too long")),
         _ => {}
     }
     if name.chars().any(|c| c == '/' || bad_char(c)) {

@@ -343,8 +343,7 @@ impl DataTree {
                 };
                 let old_len = self.store.slot(id).data_len();
                 self.data_bytes = self.data_bytes - old_len as u64 + data.as_ref().map_or(0, Vec::len) as u64;
-                self.store.set_data(id, data.as_deref());
-                let e = self.store.ext_mut(id);
+                let e = self.store.set_data(id, data.as_deref());
                 e.version = version;
                 e.mzxid = hdr.zxid;
                 e.mtime = hdr.time_ms;

@@ -40,7 +40,8 @@ const HAS_EXT: u32 = 2;
 /// address.
 static VACANT: u8 = 0;
 /// The longest name a blob holds: its length, shifted left by two, is a `u32`.
-pub(crate) const MAX_NAME: usize = (u32::MAX >> 2) as usize;
+pub(crate) const MAX_NAME: usize = crate::path::MAX_NAME_BYTES;
+const _: () = assert!(MAX_NAME << 2 | 3 == u32::MAX as usize);
 
 /// A block of bytes behind a thin pointer (see the module docs).
 pub(crate) struct Blob(NonNull<u8>);
@@ -88,10 +89,6 @@ unsafe fn read_varint(p: *const u8, at: &mut usize) -> u32 {
     }
 }
 
-fn varint_len(v: u32) -> usize {
-    (32 - (v | 1).leading_zeros() as usize).div_ceil(7)
-}
-
 impl Blob {
     /// A block holding `name` and `data` (or null data), and `ext` unless it is
     /// [`NO_EXT`].
@@ -102,7 +99,7 @@ impl Blob {
         let head = (name.len() as u32) << 2
             | if data.is_none() { NULL_DATA } else { 0 }
             | if ext != NO_EXT { HAS_EXT } else { 0 };
-        let header_len = varint_len(head) + if ext != NO_EXT { 4 } else { 0 } + varint_len(data_len);
+        // At most two 5-byte varints and the number.
         let mut header = [0u8; 14];
         let mut at = 0;
         put_varint(&mut header, &mut at, head);
@@ -111,17 +108,24 @@ impl Blob {
             at += 4;
         }
         put_varint(&mut header, &mut at, data_len);
-        debug_assert_eq!(at, header_len);
-        let layout = Self::layout(header_len + name.len() + bytes.len());
-        // SAFETY: the layout is not zero-sized (a header is at least two bytes); the three
-        // copies fill exactly the bytes allocated, and the sources cannot overlap a fresh
-        // block.
+        let header_len = at;
+        let size = header_len + name.len() + bytes.len();
+        let layout = Self::layout(size);
+        // SAFETY: the layout is not zero-sized (a header is at least two bytes); the
+        // copies stay within the `size` bytes allocated and, in order, leave exactly the
+        // header, the name and the data in them; the sources cannot overlap a fresh block.
         unsafe {
             let Some(block) = NonNull::new(alloc::alloc(layout)) else {
                 alloc::handle_alloc_error(layout)
             };
             let p = block.as_ptr();
-            p.copy_from_nonoverlapping(header.as_ptr(), header_len);
+            if size >= header.len() {
+                // A copy of known length is a few moves, not a call; the bytes past the
+                // header are overwritten next.
+                p.copy_from_nonoverlapping(header.as_ptr(), header.len());
+            } else {
+                p.copy_from_nonoverlapping(header.as_ptr(), header_len);
+            }
             p.add(header_len).copy_from_nonoverlapping(name.as_ptr(), name.len());
             p.add(header_len + name.len()).copy_from_nonoverlapping(bytes.as_ptr(), bytes.len());
             Blob(block)
@@ -216,6 +220,10 @@ impl fmt::Debug for Blob {
 mod tests {
     use super::*;
 
+    fn varint_len(v: u32) -> usize {
+        (32 - (v | 1).leading_zeros() as usize).div_ceil(7)
+    }
+
     #[test]
     fn a_blob_is_one_pointer_and_gives_back_what_it_was_made_of() {
         assert_eq!(std::mem::size_of::<Blob>(), 8);
@@ -266,5 +274,25 @@ mod tests {
             assert!(b.name().iter().chain(b.data().unwrap()).all(|x| x == fill));
             assert_eq!(b.ext(), if i % 2 == 0 { NO_EXT } else { i as u32 });
         }
+    }
+
+    #[test]
+    fn varints_round_trip_at_every_width() {
+        let mut vals = vec![0u32, 1, 127, 128, 255, (MAX_NAME as u32) << 2, (MAX_NAME as u32) << 2 | 3, u32::MAX - 1, u32::MAX];
+        for k in 1..=4 {
+            let b = 1u32 << (7 * k);
+            vals.extend([b - 1, b, b + 1]);
+        }
+        for v in vals {
+            let mut buf = [0xaau8; 5];
+            let mut at = 0;
+            put_varint(&mut buf, &mut at, v);
+            assert_eq!(at, varint_len(v), "{v}");
+            let mut read = 0;
+            // SAFETY: `buf` holds the whole varint just written.
+            assert_eq!(unsafe { read_varint(buf.as_ptr(), &mut read) }, v);
+            assert_eq!(read, at, "{v}");
+        }
+        assert_eq!(2 * varint_len(u32::MAX) + 4, 14, "the header buffer in `new`");
     }
 }

@@ -29,16 +29,18 @@
 //! stays the tree of one zxid while the tree goes on changing, at the cost of the nodes
 //! changed meanwhile.
 
-use super::blob::{Blob, NO_EXT};
+use super::blob::{Blob, MAX_NAME, NO_EXT};
 use super::NodeStat;
 use corral_proto::Acl;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-/// "No node": the root's parent, the end of a child list, the end of a free list, and a
-/// slot without an [`Ext`].
+/// "No node": the root's parent, the end of a child list, the end of a free list. (A node
+/// without an [`Ext`] has [`NO_EXT`], the same value, so no extension is ever numbered
+/// that: [`Chunked::push`] refuses it.)
 pub(crate) const NIL: u32 = u32::MAX;
+const _: () = assert!(NIL == NO_EXT);
 const CHUNK_BITS: u32 = 12;
 const CHUNK: usize = 1 << CHUNK_BITS;
 /// How many tables the lookup index is split into at least (see the module docs).
@@ -99,7 +101,7 @@ impl Slot {
     }
 
     pub fn name(&self) -> &str {
-        // Names are only ever stored from a `&str` (see `blob`).
+        // Names are only ever stored from a `&str` (see `Store::insert`).
         std::str::from_utf8(self.name_bytes()).unwrap_or_default()
     }
 
@@ -113,10 +115,6 @@ impl Slot {
 
     pub fn is_vacant(&self) -> bool {
         self.blob.is_vacant()
-    }
-
-    fn set_data(&mut self, data: Option<&[u8]>) {
-        self.blob = Blob::new(self.blob.name(), data, self.blob.ext());
     }
 }
 
@@ -294,11 +292,20 @@ impl Store {
     /// The number of node `id`'s extension; the node gets one if it had none.
     fn ext_number(&mut self, id: u32) -> u32 {
         let s = self.slots.get(id);
+        debug_assert!(!s.is_vacant(), "a vacant slot has no extension");
         if s.blob.ext() != NO_EXT {
             return s.blob.ext();
         }
-        let ext = Ext::of(s);
-        let e = match self.free_ext {
+        let e = self.new_ext(Ext::of(s));
+        // The block is made again with the number: once in the node's life.
+        let s = self.slots.get_mut(id);
+        s.blob = Blob::new(s.blob.name(), s.blob.data(), e);
+        e
+    }
+
+    /// Numbers `ext` in the slab of extensions (reusing a freed one first).
+    fn new_ext(&mut self, ext: Ext) -> u32 {
+        match self.free_ext {
             Some(e) => {
                 let slot = self.exts.get_mut(e);
                 self.free_ext = (slot.first_child != NIL).then_some(slot.first_child);
@@ -306,17 +313,22 @@ impl Store {
                 e
             }
             None => self.exts.push(ext),
-        };
-        // The block is made again with the number: once in the node's life.
-        let s = self.slots.get_mut(id);
-        s.blob = Blob::new(s.blob.name(), s.blob.data(), e);
-        e
+        }
     }
 
-    /// Replaces node `id`'s data (its name stays).
-    pub fn set_data(&mut self, id: u32, data: Option<&[u8]>) {
+    /// Replaces node `id`'s data (its name stays), and hands out its extension to record
+    /// the change in (setData changes its version, mzxid and mtime): the node's block is
+    /// made once, with the new data and the extension's number.
+    pub fn set_data(&mut self, id: u32, data: Option<&[u8]>) -> &mut Ext {
         self.save_for_snapshot(id);
-        self.slots.get_mut(id).set_data(data);
+        let s = self.slots.get(id);
+        let e = match s.blob.ext() {
+            NO_EXT => self.new_ext(Ext::of(s)),
+            e => e,
+        };
+        let s = self.slots.get_mut(id);
+        s.blob = Blob::new(s.blob.name(), data, e);
+        self.exts.get_mut(e)
     }
 
     /// One past the highest slot id ever used.
@@ -385,6 +397,9 @@ impl Store {
     /// its id, or `None` (and changes nothing) if `parent` has a child of that name.
     pub fn insert(&mut self, parent: u32, name: &str, data: Option<&[u8]>, stat: NodeStat, acl: u32) -> Option<u32> {
         assert_eq!(parent == NIL, self.live == 0, "the root is the first node and the only one without a parent");
+        // Checked before anything changes (the block is made after the index has the id).
+        assert!(name.len() <= MAX_NAME, "znode name too long");
+        assert!(data.is_none_or(|d| u32::try_from(d.len()).is_ok()), "znode data too long");
         let id = self.free.unwrap_or(self.slots.len());
         if parent != NIL {
             // One probe both finds a sibling of the same name and takes the place for this
@@ -408,10 +423,35 @@ impl Store {
         // The parent's extension holds its child list.
         let parent_ext = (parent != NIL).then(|| self.ext_number(parent));
         let first_sibling = parent_ext.map_or(NIL, |e| self.exts.get(e).first_child);
+        // What a node without an extension reads as (see `Ext::of`); any other stat needs
+        // one, numbered before the block is made so that it is made once.
+        let unchanged = NodeStat {
+            czxid: stat.czxid,
+            mzxid: stat.czxid,
+            pzxid: stat.czxid,
+            ctime: stat.ctime,
+            mtime: stat.ctime,
+            ..NodeStat::default()
+        };
+        let ext = if stat == unchanged {
+            NO_EXT
+        } else {
+            self.new_ext(Ext {
+                mzxid: stat.mzxid,
+                pzxid: stat.pzxid,
+                mtime: stat.mtime,
+                owner: stat.ephemeral_owner,
+                version: stat.version,
+                cversion: stat.cversion,
+                aversion: stat.aversion,
+                num_children: 0,
+                first_child: NIL,
+            })
+        };
         let slot = Slot {
             czxid: stat.czxid,
             ctime: stat.ctime,
-            blob: Blob::new(name.as_bytes(), data, NO_EXT),
+            blob: Blob::new(name.as_bytes(), data, ext),
             parent,
             next: first_sibling,
             prev: NIL,
@@ -423,25 +463,6 @@ impl Store {
             self.free = (next != NIL).then_some(next);
         } else {
             assert_eq!(self.slots.push(slot), id);
-        }
-        // What a node without an extension reads as (see `Ext::of`).
-        let unchanged = NodeStat {
-            czxid: stat.czxid,
-            mzxid: stat.czxid,
-            pzxid: stat.czxid,
-            ctime: stat.ctime,
-            mtime: stat.ctime,
-            ..NodeStat::default()
-        };
-        if stat != unchanged {
-            let e = self.ext_links_mut(id);
-            e.mzxid = stat.mzxid;
-            e.pzxid = stat.pzxid;
-            e.mtime = stat.mtime;
-            e.owner = stat.ephemeral_owner;
-            e.version = stat.version;
-            e.cversion = stat.cversion;
-            e.aversion = stat.aversion;
         }
         self.live += 1;
         self.acls.retain(acl);
@@ -775,5 +796,47 @@ mod tests {
         s.remove(b);
         assert_eq!(s.insert(root, "a", None, stat(4), acl), None);
         assert_eq!(s.insert(a, "c", None, stat(5), acl), Some(b));
+    }
+
+    #[test]
+    fn an_extension_survives_set_data_and_leaves_with_its_node() {
+        let (mut s, acl, root) = with_root();
+        let plain = NodeStat { czxid: 5, mzxid: 5, pzxid: 5, ctime: 50, mtime: 50, ..NodeStat::default() };
+        let p = s.insert(root, "p", Some(b"x"), plain, acl).unwrap();
+        assert_eq!(s.slot(p).blob.ext(), NO_EXT);
+        let k = s.insert(p, "k", None, plain, acl).unwrap();
+        let e = s.slot(p).blob.ext();
+        assert_ne!(e, NO_EXT, "the first child gives the parent an extension");
+        assert_eq!((s.slot(p).name(), s.slot(p).data(), s.stat(p)), ("p", Some(&b"x"[..]), plain));
+        assert_eq!(s.slot(k).blob.ext(), NO_EXT);
+        let before = (s.len(), s.slab_len(), s.exts.len(), s.free_ext);
+        assert_eq!(s.insert(p, "k", Some(b"z"), plain, acl), None);
+        assert_eq!((s.len(), s.slab_len(), s.exts.len(), s.free_ext), before, "a refused insert changes nothing");
+        s.ext_mut(p).version = 3;
+        for d in [None, Some(&b""[..]), Some(&[1u8; 300][..]), Some(&b"y"[..])] {
+            s.set_data(p, d);
+            assert_eq!((s.slot(p).blob.ext(), s.slot(p).data(), s.stat(p).version), (e, d, 3));
+            assert_eq!((names(&s, p), s.num_children(p)), (vec!["k".to_string()], 1));
+        }
+        // A node's first setData gives it an extension, in the same new block.
+        let used = s.exts.len();
+        s.set_data(k, Some(b"v")).aversion = 2;
+        let ek = s.slot(k).blob.ext();
+        assert_eq!((s.exts.len(), s.slot(k).data(), s.stat(k).aversion), (used + 1, Some(&b"v"[..]), 2));
+        s.remove(k);
+        assert!(s.slot(k).is_vacant());
+        assert_eq!((s.slot(k).blob.ext(), s.num_children(p), s.free_ext), (NO_EXT, 0, Some(ek)));
+        let n = s.insert(root, "n", Some(b"y"), plain, acl).unwrap();
+        assert_eq!(n, k, "the freed slot is reused");
+        assert_eq!((s.slot(n).blob.ext(), s.stat(n)), (NO_EXT, plain), "no stale extension");
+        s.ext_mut(n).version = 1;
+        assert_eq!((s.slot(n).blob.ext(), s.exts.len(), s.free_ext), (ek, used + 1, None), "the freed extension is reused");
+        assert_eq!(s.stat(n), NodeStat { version: 1, ..plain });
+        assert_eq!(s.stat(p), NodeStat { version: 3, ..plain });
+        // A node inserted with a changed stat has its extension from the start.
+        let changed = NodeStat { version: 4, ephemeral_owner: 9, ..plain };
+        let c = s.insert(root, "c", Some(b"w"), changed, acl).unwrap();
+        assert_ne!(s.slot(c).blob.ext(), NO_EXT);
+        assert_eq!((s.stat(c), s.slot(c).data()), (changed, Some(&b"w"[..])));
     }
 }
