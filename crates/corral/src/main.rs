@@ -130,7 +130,9 @@ fn disable_transparent_huge_pages() -> bool {
 #[unsafe(link_section = ".init_array")]
 static COMMIT_MEMORY_ON_DEMAND: extern "C" fn() = {
     extern "C" fn commit_memory_on_demand() {
-        /// `mi_option_arena_eager_commit` in mimalloc 3's `mi_option_t`.
+        /// `mi_option_arena_eager_commit` in mimalloc 3's `mi_option_t`
+        /// (`c_src/mimalloc/v3/include/mimalloc.h` of libmimalloc-sys 0.1.49, which
+        /// Cargo.toml pins for this reason).
         const ARENA_EAGER_COMMIT: libmimalloc_sys::mi_option_t = 4;
         // SAFETY: sets one of mimalloc's integer options; it takes no pointers.
         unsafe { libmimalloc_sys::mi_option_set(ARENA_EAGER_COMMIT, 0) }
