@@ -69,6 +69,8 @@ async fn world_permissions_bit_by_bit() {
     admin.create("/closed", b"", &open()).await.unwrap();
     admin.create("/closed/open", b"o", &open()).await.unwrap();
     admin.set_acl("/closed", &[Acl::new(Permission::NONE, AuthId::anyone())], None).await.unwrap();
+    // `c` may be on another member of an ensemble: sync before reading admin's writes.
+    c.sync("/closed").await.unwrap();
     assert_eq!(c.get_data("/closed/open").await.unwrap().0, b"o");
     assert_eq!(c.get_data("/closed").await, Err(zk::Error::NoAuth));
 }
@@ -87,6 +89,8 @@ async fn digest_identities() {
     alice.set_data("/d", b"y", None).await.unwrap();
     assert_eq!(alice.set_acl("/d", &acl, None).await, Err(zk::Error::NoAuth), "no ADMIN bit");
     for c in [&bob, &wrong, &anon] {
+        // They may be on other members of an ensemble: sync before reading alice's writes.
+        c.sync("/d").await.unwrap();
         assert_eq!(c.get_data("/d").await, Err(zk::Error::NoAuth));
         assert_eq!(c.set_data("/d", b"z", None).await, Err(zk::Error::NoAuth));
     }

@@ -263,6 +263,7 @@ async fn one_shot_and_persistent_watch_from_different_sessions() {
     writer.create("/mix", b"", &persistent()).await.unwrap();
     // The watchers may be on other members of an ensemble: sync before reading.
     watcher.sync("/mix").await.unwrap();
+    persistent_watcher.sync("/mix").await.unwrap();
     let (_, _, once) = watcher.get_and_watch_data("/mix").await.unwrap();
     let mut pw = persistent_watcher.watch("/mix", AddWatchMode::Persistent).await.unwrap();
     writer.set_data("/mix", b"1", None).await.unwrap();
