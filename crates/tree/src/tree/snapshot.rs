@@ -223,7 +223,7 @@ impl DataTree {
         let count = count as usize;
         t.store.reserve(count + more.min(count));
         // The writer's slot ids, mapped to ours (ours are dense: 0, 1, 2 ... in order).
-        let mut ids: hashbrown::HashMap<u32, u32> = hashbrown::HashMap::with_capacity(count);
+        let mut ids = IdMap::new(count);
         // Each node's path length, for the data size.
         let mut path_len: Vec<u32> = Vec::with_capacity(count);
         // Records whose parent has not come yet, by that parent's id.
@@ -237,9 +237,9 @@ impl DataTree {
             } else if rec.parent == NIL || path::validate_name(rec.name).is_err() {
                 return Err(DecodeError::Invalid("a second root, or a bad name"));
             }
-            match (rec.parent, ids.get(&rec.parent)) {
+            match (rec.parent, ids.get(rec.parent)) {
                 (NIL, _) => t.place(&mut ids, &mut path_len, id, NIL, rec)?,
-                (_, Some(&parent)) => t.place(&mut ids, &mut path_len, id, parent, rec)?,
+                (_, Some(parent)) => t.place(&mut ids, &mut path_len, id, parent, rec)?,
                 (p, None) => {
                     waiting.entry(p).or_default().push((id, rec));
                     continue;
@@ -251,7 +251,7 @@ impl DataTree {
             }
             let mut ready = vec![id];
             while let Some(p) = ready.pop() {
-                let ours = ids[&p];
+                let ours = ids.get(p).expect("placed just before");
                 for (child, rec) in waiting.remove(&p).unwrap_or_default() {
                     t.place(&mut ids, &mut path_len, child, ours, rec)?;
                     ready.push(child);
@@ -315,14 +315,14 @@ impl DataTree {
     /// Adds a snapshot record under `parent` (our id; [`NIL`] for the root).
     fn place(
         &mut self,
-        ids: &mut hashbrown::HashMap<u32, u32>,
+        ids: &mut IdMap,
         path_len: &mut Vec<u32>,
         their_id: u32,
         parent: u32,
         rec: Record,
     ) -> Result<(), DecodeError> {
         let id = self.store.insert(parent, rec.name, rec.data, rec.stat, rec.acl).ok_or(DecodeError::Invalid("a node twice"))?;
-        if ids.insert(their_id, id).is_some() {
+        if !ids.insert(their_id, id) {
             return Err(DecodeError::Invalid("a slot id twice"));
         }
         // "/" for the root; "/a" under it; "/a/b" below that.
@@ -365,6 +365,52 @@ struct Record<'a> {
     name: &'a str,
     data: Option<&'a [u8]>,
     stat: NodeStat,
+}
+
+/// The writer's slot ids mapped to ours, while loading. The writer's ids are its slots',
+/// mostly dense (its free slots are the gaps), so a vector indexed by them serves, up to a
+/// bound on what a damaged file can make it allocate (four per node the file holds); ids
+/// past it go to a map.
+struct IdMap {
+    dense: Vec<u32>,
+    limit: usize,
+    sparse: HashMap<u32, u32>,
+}
+
+impl IdMap {
+    fn new(count: usize) -> IdMap {
+        IdMap { dense: Vec::with_capacity(count), limit: count.saturating_mul(4) + 4096, sparse: HashMap::new() }
+    }
+
+    fn get(&self, theirs: u32) -> Option<u32> {
+        match theirs as usize {
+            i if i < self.limit => self.dense.get(i).copied().filter(|&ours| ours != NIL),
+            _ => self.sparse.get(&theirs).copied(),
+        }
+    }
+
+    /// Maps `theirs` to `ours`; false (and no change) if `theirs` was mapped already.
+    fn insert(&mut self, theirs: u32, ours: u32) -> bool {
+        match theirs as usize {
+            i if i < self.limit => {
+                if i >= self.dense.len() {
+                    self.dense.resize(i + 1, NIL);
+                }
+                if self.dense[i] != NIL {
+                    return false;
+                }
+                self.dense[i] = ours;
+                true
+            }
+            _ => match self.sparse.entry(theirs) {
+                hashbrown::hash_map::Entry::Occupied(_) => false,
+                hashbrown::hash_map::Entry::Vacant(v) => {
+                    v.insert(ours);
+                    true
+                }
+            },
+        }
+    }
 }
 
 fn read_record<'a>(r: &mut Reader<'a>, acls: &HashMap<i32, u32>) -> Result<(u32, Record<'a>), DecodeError> {
@@ -457,6 +503,7 @@ mod tests {
     use corral_proto::request::CreateRequest;
     use corral_proto::{Acl, DecodeError, Id, OpCode};
     use std::sync::Arc;
+    use super::IdMap;
 
     fn build() -> DataTree {
         let mut t = DataTree::new();
@@ -834,5 +881,20 @@ mod tests {
             &mut Vec::new(),
         );
         assert_ne!(a.digest(), b.digest());
+    }
+
+    #[test]
+    fn slot_ids_map_densely_and_past_the_bound_sparsely() {
+        let mut m = IdMap::new(10);
+        assert_eq!(m.limit, 4096 + 40);
+        for (theirs, ours) in [(0, 0), (3, 1), (7, 2), (5000, 3), (u32::MAX - 1, 4)] {
+            assert_eq!(m.get(theirs), None);
+            assert!(m.insert(theirs, ours));
+            assert!(!m.insert(theirs, 9), "{theirs} twice");
+            assert_eq!(m.get(theirs), Some(ours));
+        }
+        assert_eq!((m.get(1), m.get(4999), m.get(5001)), (None, None, None));
+        assert_eq!(m.dense.len(), 8, "ids past the bound do not grow the vector");
+        assert_eq!(m.sparse.len(), 2);
     }
 }
