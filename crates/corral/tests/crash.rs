@@ -228,7 +228,10 @@ async fn sessions_survive_a_restart_and_expire_on_their_timeout() {
     let (mut server, addr) = start(&data, &log).await;
     let eph = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
     let timeout = Duration::from_secs(4);
-    let kept = zk::Client::connector().with_session_timeout(timeout).connect(&addr).await.unwrap();
+    // Detached: dropping the client (`into_session`) must not close the session. An
+    // attached client closes it from a background task, which under load could reach the
+    // server before the SIGKILL and end the session for real.
+    let kept = zk::Client::connector().with_session_timeout(timeout).with_detached().connect(&addr).await.unwrap();
     let lost = zk::Client::connector().with_session_timeout(timeout).connect(&addr).await.unwrap();
     kept.create("/kept", b"k", &eph).await.unwrap();
     lost.create("/lost", b"l", &eph).await.unwrap();
