@@ -297,12 +297,13 @@ pub fn newest_snapshot(dir: &Path, after: impl FnOnce(i64) -> usize) -> Result<(
 /// within an epoch and start again at 1 in the next (so across epochs, at least the new
 /// epoch's count).
 pub fn records_between(from: i64, to: i64) -> usize {
+    use corral_zab::{counter_of, epoch_of};
     if to <= from {
         0
-    } else if to >> 32 == from >> 32 {
+    } else if epoch_of(to) == epoch_of(from) {
         (to - from) as usize
     } else {
-        (to & 0xffff_ffff) as usize
+        counter_of(to) as usize
     }
 }
 

@@ -293,8 +293,9 @@ impl Store {
     fn ext_number(&mut self, id: u32) -> u32 {
         let s = self.slots.get(id);
         debug_assert!(!s.is_vacant(), "a vacant slot has no extension");
-        if s.blob.ext() != NO_EXT {
-            return s.blob.ext();
+        let e = s.blob.ext();
+        if e != NO_EXT {
+            return e;
         }
         let e = self.new_ext(Ext::of(s));
         // The block is made again with the number: once in the node's life.
