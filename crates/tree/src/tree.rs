@@ -88,7 +88,7 @@ impl<'a> Node<'a> {
     }
 
     pub fn acl(&self) -> &'a Arc<[Acl]> {
-        self.store.acl(self.slot().acl)
+        self.store.acl(self.slot().acl())
     }
 
     /// The stored metadata (create counter as cversion, raw owner value).

@@ -41,7 +41,7 @@ const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 fn write_record(w: &mut Writer, store: &Store, id: u32) {
     let s = store.slot(id);
-    w.varint(id as u64).varint(s.parent.wrapping_add(1) as u64).varint(s.acl as u64);
+    w.varint(id as u64).varint(s.parent.wrapping_add(1) as u64).varint(s.acl() as u64);
     let name = s.name_bytes();
     w.varint(name.len() as u64).raw(name);
     match s.data() {
@@ -82,7 +82,7 @@ impl DataTree {
             w.buf.clear();
             w.string(p).data(n.data());
             write_stat(&mut w, &self.store.stat(id));
-            write_acls(&mut w, self.store.acl(n.acl));
+            write_acls(&mut w, self.store.acl(n.acl()));
             sum = sum.wrapping_add(fnv(FNV_OFFSET, &w.buf));
         });
         for (id, s) in &self.sessions {

@@ -14,11 +14,11 @@
 //!   is O(1) and allocates nothing.
 //! - **Rarely-set Stat fields** (mzxid, mtime, pzxid, the versions, the owner) and a
 //!   parent's child list live in a second slab of [`Ext`] records, which a node's block
-//!   names (see [`Blob`]) only once one of them leaves its default. A node created and never changed (most
-//!   nodes: leaves written once) has none, and its slot is 40 bytes; a node that has one
-//!   pays 56 more.
-//! - **ACLs** are numbered in a reference-counted table (most nodes share one list); a
-//!   slot keeps the 4-byte number.
+//!   names (see [`Blob`]) only once one of them leaves its default. A node created and
+//!   never changed (most nodes: leaves written once) has none, and its slot is 32 bytes;
+//!   a node that has one pays 56 more.
+//! - **ACLs** are numbered in a reference-counted table (most nodes share one list); the
+//!   node's block keeps the number, in no bytes at all for list 0 (see [`Blob`]).
 //! - The slabs grow by fixed chunks, never by doubling, so growth neither copies the
 //!   nodes nor leaves half a slab unused.
 //!
@@ -29,7 +29,7 @@
 //! stays the tree of one zxid while the tree goes on changing, at the cost of the nodes
 //! changed meanwhile.
 
-use super::blob::{Blob, MAX_NAME, NO_EXT};
+use super::blob::{Blob, Meta, MAX_NAME, NO_EXT};
 use super::NodeStat;
 use corral_proto::Acl;
 use hashbrown::{DefaultHashBuilder, HashMap, HashTable};
@@ -46,19 +46,46 @@ const CHUNK: usize = 1 << CHUNK_BITS;
 /// How many tables the lookup index is split into at least (see the module docs).
 const SHARDS: usize = 256;
 
-/// One node: what every node has. Fields are flat so the compiler packs the 4-byte ones
-/// together, and the blob pointer is thin ([`Blob`]): 40 bytes per slot.
+/// One node: what every node has. The blob pointer is thin ([`Blob`]) and the create
+/// zxid and time take 6 bytes each ([`Stamp`]): 32 bytes per slot.
 #[derive(Debug)]
 pub(crate) struct Slot {
-    pub czxid: i64,
-    pub ctime: i64,
-    /// The name and data, and the number of this node's [`Ext`] if it has one (while
-    /// every field in it has its default, it has none).
+    /// The name and data, the ACL list's number, and the number of this node's [`Ext`] if
+    /// it has one (while every field in it has its default, it has none).
     blob: Blob,
     pub parent: u32,
     next: u32,
     prev: u32,
-    pub acl: u32,
+    stamp: Stamp,
+}
+
+/// A node's czxid and ctime in 12 bytes: 48 bits each, which holds every zxid of the
+/// first 65,535 epochs and every ctime from 1970 to the year 10,889. Values outside
+/// that (a negative or far-future clock, a later epoch) go in the node's block
+/// ([`Meta::stamp`]), and the stamp says so ([`Stamp::IN_BLOCK`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp([u32; 3]);
+
+impl Stamp {
+    const BITS: u32 = 48;
+    const MASK: u64 = (1 << Self::BITS) - 1;
+    /// "In the block": a czxid of all ones, which no packed stamp has.
+    const IN_BLOCK: Stamp = Stamp([u32::MAX, 0xffff, 0]);
+
+    /// The packed stamp, or `None` if the values need the block.
+    fn pack(czxid: i64, ctime: i64) -> Option<Stamp> {
+        let fits = |v: i64| (0..Self::MASK as i64).contains(&v);
+        if !fits(czxid) || !fits(ctime) {
+            return None;
+        }
+        let v = czxid as u128 | (ctime as u128) << Self::BITS;
+        Some(Stamp([v as u32, (v >> 32) as u32, (v >> 64) as u32]))
+    }
+
+    fn unpack(self) -> (i64, i64) {
+        let v = self.0[0] as u128 | (self.0[1] as u128) << 32 | (self.0[2] as u128) << 64;
+        ((v as u64 & Self::MASK) as i64, ((v >> Self::BITS) as u64 & Self::MASK) as i64)
+    }
 }
 
 /// The part of a node most nodes leave at its defaults (see [`Ext::of`]). Once a node has
@@ -81,10 +108,11 @@ pub(crate) struct Ext {
 impl Ext {
     /// What a node without an extension has: never modified, no children ever, no owner.
     fn of(s: &Slot) -> Ext {
+        let (czxid, ctime) = s.stamp();
         Ext {
-            mzxid: s.czxid,
-            pzxid: s.czxid,
-            mtime: s.ctime,
+            mzxid: czxid,
+            pzxid: czxid,
+            mtime: ctime,
             owner: 0,
             version: 0,
             cversion: 0,
@@ -115,6 +143,19 @@ impl Slot {
 
     pub fn is_vacant(&self) -> bool {
         self.blob.is_vacant()
+    }
+
+    /// The number of the node's ACL list.
+    pub fn acl(&self) -> u32 {
+        self.blob.meta().acl
+    }
+
+    /// The node's czxid and ctime.
+    pub fn stamp(&self) -> (i64, i64) {
+        match self.stamp {
+            Stamp::IN_BLOCK => self.blob.meta().stamp.expect("a stamp in the block"),
+            packed => packed.unpack(),
+        }
     }
 }
 
@@ -235,7 +276,7 @@ impl Store {
     /// The node's rarely-set fields, its defaults if it has no extension.
     pub fn ext(&self, id: u32) -> Ext {
         let s = self.slot(id);
-        match s.blob.ext() {
+        match s.blob.meta().ext {
             NO_EXT => Ext::of(s),
             e => *self.exts.get(e),
         }
@@ -243,11 +284,12 @@ impl Store {
 
     pub fn stat(&self, id: u32) -> NodeStat {
         let (s, e) = (self.slot(id), self.ext(id));
+        let (czxid, ctime) = s.stamp();
         NodeStat {
-            czxid: s.czxid,
+            czxid,
             mzxid: e.mzxid,
             pzxid: e.pzxid,
-            ctime: s.ctime,
+            ctime,
             mtime: e.mtime,
             version: e.version,
             cversion: e.cversion,
@@ -257,7 +299,7 @@ impl Store {
     }
 
     pub fn num_children(&self, id: u32) -> u32 {
-        match self.slot(id).blob.ext() {
+        match self.slot(id).blob.meta().ext {
             NO_EXT => 0,
             e => self.exts.get(e).num_children,
         }
@@ -293,14 +335,14 @@ impl Store {
     fn ext_number(&mut self, id: u32) -> u32 {
         let s = self.slots.get(id);
         debug_assert!(!s.is_vacant(), "a vacant slot has no extension");
-        let e = s.blob.ext();
-        if e != NO_EXT {
-            return e;
+        let meta = s.blob.meta();
+        if meta.ext != NO_EXT {
+            return meta.ext;
         }
         let e = self.new_ext(Ext::of(s));
         // The block is made again with the number: once in the node's life.
         let s = self.slots.get_mut(id);
-        s.blob = Blob::new(s.blob.name(), s.blob.data(), e);
+        s.blob = s.blob.with_meta(Meta { ext: e, ..meta });
         e
     }
 
@@ -323,12 +365,13 @@ impl Store {
     pub fn set_data(&mut self, id: u32, data: Option<&[u8]>) -> &mut Ext {
         self.save_for_snapshot(id);
         let s = self.slots.get(id);
-        let e = match s.blob.ext() {
+        let meta = s.blob.meta();
+        let e = match meta.ext {
             NO_EXT => self.new_ext(Ext::of(s)),
             e => e,
         };
         let s = self.slots.get_mut(id);
-        s.blob = Blob::new(s.blob.name(), data, e);
+        s.blob = s.blob.with_data(data, Meta { ext: e, ..meta });
         self.exts.get_mut(e)
     }
 
@@ -449,14 +492,14 @@ impl Store {
                 first_child: NIL,
             })
         };
+        let packed = Stamp::pack(stat.czxid, stat.ctime);
+        let meta = Meta { ext, acl, stamp: packed.is_none().then_some((stat.czxid, stat.ctime)) };
         let slot = Slot {
-            czxid: stat.czxid,
-            ctime: stat.ctime,
-            blob: Blob::new(name.as_bytes(), data, ext),
+            blob: Blob::new(name.as_bytes(), data, meta),
             parent,
             next: first_sibling,
             prev: NIL,
-            acl,
+            stamp: packed.unwrap_or(Stamp::IN_BLOCK),
         };
         if self.free == Some(id) {
             self.save_for_snapshot(id);
@@ -497,7 +540,8 @@ impl Store {
         assert!(self.num_children(id) == 0 && self.slot(id).parent != NIL, "only a childless non-root node can be removed");
         self.save_for_snapshot(id);
         let s = self.slot(id);
-        let (parent, prev, next, acl, ext) = (s.parent, s.prev, s.next, s.acl, s.blob.ext());
+        let Meta { acl, ext, .. } = s.blob.meta();
+        let (parent, prev, next) = (s.parent, s.prev, s.next);
         let hash = Self::key_hash(&self.hasher, parent, s.name_bytes());
         let i = Self::shard(hash, self.index.len());
         if let Ok(e) = self.index[i].find_entry(hash, |&x| x == id) {
@@ -520,6 +564,7 @@ impl Store {
         let free = self.free.unwrap_or(NIL);
         let s = self.slots.get_mut(id);
         s.blob = Blob::vacant();
+        s.stamp = Stamp([0; 3]);
         s.parent = NIL;
         s.next = free;
         self.free = Some(id);
@@ -551,8 +596,12 @@ impl Store {
     pub fn set_acl(&mut self, id: u32, acl: u32) {
         self.save_for_snapshot(id);
         self.acls.retain(acl);
-        let old = std::mem::replace(&mut self.slots.get_mut(id).acl, acl);
-        self.acls.release(old);
+        let s = self.slots.get_mut(id);
+        let meta = s.blob.meta();
+        if meta.acl != acl {
+            s.blob = s.blob.with_meta(Meta { acl, ..meta });
+        }
+        self.acls.release(meta.acl);
     }
 
     /// Distinct ACL lists in use, for a snapshot.
@@ -638,7 +687,7 @@ mod tests {
 
     #[test]
     fn slots_stay_compact() {
-        assert!(std::mem::size_of::<Slot>() <= 40, "{}", std::mem::size_of::<Slot>());
+        assert_eq!(std::mem::size_of::<Slot>(), 32);
         assert!(std::mem::size_of::<Ext>() <= 56, "{}", std::mem::size_of::<Ext>());
     }
 
@@ -670,7 +719,7 @@ mod tests {
         assert_eq!(d, b);
         assert_eq!(s.lookup("/d"), Some(d));
         assert_eq!(s.lookup("/a/b"), None);
-        assert_eq!(s.slot(d).czxid, 4);
+        assert_eq!(s.slot(d).stamp().0, 4);
         assert_eq!(names(&s, root), ["a", "d"]);
     }
 
@@ -737,7 +786,7 @@ mod tests {
         assert_eq!(s.acl_lists().count(), 2, "b still uses it");
         s.set_acl(b, open);
         assert_eq!(s.acl_lists().count(), 1, "nobody uses the read-only list now");
-        assert_eq!(**s.acl(s.slot(b).acl), *Acl::open_unsafe());
+        assert_eq!(**s.acl(s.slot(b).acl()), *Acl::open_unsafe());
         // Its number is free for the next new list.
         let other = s.intern_acl(&[Acl::new(1, "ip", "10.0.0.1")]);
         assert_eq!(other, read);
@@ -749,8 +798,8 @@ mod tests {
         let plain = NodeStat { czxid: 5, mzxid: 5, pzxid: 5, ctime: 50, mtime: 50, ..NodeStat::default() };
         let a = s.insert(root, "a", Some(b"x"), plain, acl).unwrap();
         assert_eq!(s.stat(a), plain);
-        assert_eq!(s.slot(a).blob.ext(), NO_EXT, "a node never changed has no extension");
-        assert_ne!(s.slot(root).blob.ext(), NO_EXT, "a parent has one for its child list");
+        assert_eq!(s.slot(a).blob.meta().ext, NO_EXT, "a node never changed has no extension");
+        assert_ne!(s.slot(root).blob.meta().ext, NO_EXT, "a parent has one for its child list");
         // A node loaded with changed fields keeps every one of them.
         let changed = NodeStat { mzxid: 7, pzxid: 6, mtime: 70, version: 2, cversion: 3, aversion: 1, ephemeral_owner: 9, ..plain };
         let b = s.insert(root, "b", None, changed, acl).unwrap();
@@ -804,40 +853,75 @@ mod tests {
         let (mut s, acl, root) = with_root();
         let plain = NodeStat { czxid: 5, mzxid: 5, pzxid: 5, ctime: 50, mtime: 50, ..NodeStat::default() };
         let p = s.insert(root, "p", Some(b"x"), plain, acl).unwrap();
-        assert_eq!(s.slot(p).blob.ext(), NO_EXT);
+        assert_eq!(s.slot(p).blob.meta().ext, NO_EXT);
         let k = s.insert(p, "k", None, plain, acl).unwrap();
-        let e = s.slot(p).blob.ext();
+        let e = s.slot(p).blob.meta().ext;
         assert_ne!(e, NO_EXT, "the first child gives the parent an extension");
         assert_eq!((s.slot(p).name(), s.slot(p).data(), s.stat(p)), ("p", Some(&b"x"[..]), plain));
-        assert_eq!(s.slot(k).blob.ext(), NO_EXT);
+        assert_eq!(s.slot(k).blob.meta().ext, NO_EXT);
         let before = (s.len(), s.slab_len(), s.exts.len(), s.free_ext);
         assert_eq!(s.insert(p, "k", Some(b"z"), plain, acl), None);
         assert_eq!((s.len(), s.slab_len(), s.exts.len(), s.free_ext), before, "a refused insert changes nothing");
         s.ext_mut(p).version = 3;
         for d in [None, Some(&b""[..]), Some(&[1u8; 300][..]), Some(&b"y"[..])] {
             s.set_data(p, d);
-            assert_eq!((s.slot(p).blob.ext(), s.slot(p).data(), s.stat(p).version), (e, d, 3));
+            assert_eq!((s.slot(p).blob.meta().ext, s.slot(p).data(), s.stat(p).version), (e, d, 3));
             assert_eq!((names(&s, p), s.num_children(p)), (vec!["k".to_string()], 1));
         }
         // A node's first setData gives it an extension, in the same new block.
         let used = s.exts.len();
         s.set_data(k, Some(b"v")).aversion = 2;
-        let ek = s.slot(k).blob.ext();
+        let ek = s.slot(k).blob.meta().ext;
         assert_eq!((s.exts.len(), s.slot(k).data(), s.stat(k).aversion), (used + 1, Some(&b"v"[..]), 2));
         s.remove(k);
         assert!(s.slot(k).is_vacant());
-        assert_eq!((s.slot(k).blob.ext(), s.num_children(p), s.free_ext), (NO_EXT, 0, Some(ek)));
+        assert_eq!((s.slot(k).blob.meta().ext, s.num_children(p), s.free_ext), (NO_EXT, 0, Some(ek)));
         let n = s.insert(root, "n", Some(b"y"), plain, acl).unwrap();
         assert_eq!(n, k, "the freed slot is reused");
-        assert_eq!((s.slot(n).blob.ext(), s.stat(n)), (NO_EXT, plain), "no stale extension");
+        assert_eq!((s.slot(n).blob.meta().ext, s.stat(n)), (NO_EXT, plain), "no stale extension");
         s.ext_mut(n).version = 1;
-        assert_eq!((s.slot(n).blob.ext(), s.exts.len(), s.free_ext), (ek, used + 1, None), "the freed extension is reused");
+        assert_eq!((s.slot(n).blob.meta().ext, s.exts.len(), s.free_ext), (ek, used + 1, None), "the freed extension is reused");
         assert_eq!(s.stat(n), NodeStat { version: 1, ..plain });
         assert_eq!(s.stat(p), NodeStat { version: 3, ..plain });
         // A node inserted with a changed stat has its extension from the start.
         let changed = NodeStat { version: 4, ephemeral_owner: 9, ..plain };
         let c = s.insert(root, "c", Some(b"w"), changed, acl).unwrap();
-        assert_ne!(s.slot(c).blob.ext(), NO_EXT);
+        assert_ne!(s.slot(c).blob.meta().ext, NO_EXT);
         assert_eq!((s.stat(c), s.slot(c).data()), (changed, Some(&b"w"[..])));
+    }
+
+    #[test]
+    fn stamps_the_slot_cannot_hold_and_acl_numbers_live_in_the_block() {
+        let (mut s, open, root) = with_root();
+        let other = s.intern_acl(&Acl::read_unsafe());
+        assert_ne!(other, open);
+        let big_epoch = (70_000i64 << 32) | 5;
+        let stamps = [(0, 0), (1, 1), (Stamp::MASK as i64 - 1, Stamp::MASK as i64 - 1), (Stamp::MASK as i64, 7), (big_epoch, 1_800_000_000_000), (5, -1), (-3, i64::MAX), (i64::MIN, i64::MIN)];
+        let mut ids = Vec::new();
+        for (i, &(czxid, ctime)) in stamps.iter().enumerate() {
+            let st = NodeStat { czxid, mzxid: czxid, pzxid: czxid, ctime, mtime: ctime, ..NodeStat::default() };
+            let acl = if i % 2 == 0 { open } else { other };
+            let id = s.insert(root, &format!("n{i}"), Some(b"d"), st, acl).unwrap();
+            assert_eq!(s.stat(id), st, "{i}");
+            assert_eq!(s.slot(id).acl(), acl);
+            let in_block = Stamp::pack(czxid, ctime).is_none();
+            assert_eq!((s.slot(id).stamp == Stamp::IN_BLOCK, s.slot(id).blob.meta().stamp.is_some()), (in_block, in_block), "{i}");
+            ids.push((id, st, acl));
+        }
+        // A changed node keeps its stamp and ACL; a new ACL keeps its data and stat.
+        for &(id, st, acl) in &ids {
+            s.set_data(id, Some(b"changed")).version = 1;
+            let changed = NodeStat { version: 1, ..st };
+            assert_eq!((s.stat(id), s.slot(id).acl(), s.slot(id).data()), (changed, acl, Some(&b"changed"[..])));
+            let swapped = if acl == open { other } else { open };
+            s.set_acl(id, swapped);
+            assert_eq!((s.stat(id), s.slot(id).acl(), s.slot(id).data()), (changed, swapped, Some(&b"changed"[..])));
+            assert_eq!(s.slot(id).name(), format!("n{}", ids.iter().position(|x| x.0 == id).unwrap()));
+        }
+        // Removing every node that uses `other` forgets the list.
+        for &(id, ..) in &ids {
+            s.remove(id);
+        }
+        assert_eq!(s.acl_lists().map(|(n, _)| n).collect::<Vec<_>>(), vec![open]);
     }
 }
