@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The one command that runs every Corral test on a fresh machine:
-#   1. cargo build --release --workspace
-#   2. cargo test  --release --workspace      (reuses the release build), then
+#   1. cargo build --release --workspace      (the binary the Python suites run)
+#   2. cargo test  --profile opt --workspace  (release optimisations, no LTO), then
 #      the zookeeper-client suites again against 3-member ensembles
 #      (CORRAL_TEST_ENSEMBLE=3)
 #      and the queue library's tests against Apache ZooKeeper 3.8 (if installed;
@@ -46,9 +46,11 @@ fi
 step "cargo build --release --workspace"
 cargo build --release --workspace
 
-step "cargo test --release --workspace --no-fail-fast"
+# The cargo suites build in the `opt` profile: release optimisations without the
+# whole-program pass that the release binary has (see Cargo.toml).
+step "cargo test --profile opt --workspace --no-fail-fast"
 set +e
-cargo test --release --workspace --no-fail-fast 2>&1 | tee "$LOGDIR/cargo-test.log"
+cargo test --profile opt --workspace --no-fail-fast 2>&1 | tee "$LOGDIR/cargo-test.log"
 cargo_rc="${PIPESTATUS[0]}"
 set -e
 
@@ -57,7 +59,7 @@ set -e
 ENSEMBLE_SUITES=(--test acl --test errors --test opcodes --test sessions --test watches)
 step "cargo test (zookeeper-client suites against 3-member ensembles)"
 set +e
-CORRAL_TEST_ENSEMBLE=3 cargo test --release -p corral --no-fail-fast "${ENSEMBLE_SUITES[@]}" 2>&1 \
+CORRAL_TEST_ENSEMBLE=3 cargo test --profile opt -p corral --no-fail-fast "${ENSEMBLE_SUITES[@]}" 2>&1 \
   | tee -a "$LOGDIR/cargo-test.log"
 cargo_ens_rc="${PIPESTATUS[0]}"
 set -e
@@ -68,7 +70,7 @@ set -e
 if [ -e /usr/share/java/zookeeper.jar ] && [ "${CORRAL_SKIP_ZOOKEEPER:-}" != 1 ]; then
   step "cargo test (queue library against Apache ZooKeeper 3.8)"
   set +e
-  CORRAL_TEST_TARGET=zookeeper cargo test --release -p corral --no-fail-fast --test queue 2>&1 \
+  CORRAL_TEST_TARGET=zookeeper cargo test --profile opt -p corral --no-fail-fast --test queue 2>&1 \
     | tee -a "$LOGDIR/cargo-test.log"
   cargo_zk_rc="${PIPESTATUS[0]}"
   set -e
