@@ -356,8 +356,7 @@ impl DataTree {
                     return TxnResult::Error(ErrorCode::NoNode);
                 };
                 let acl = self.store.intern_acl(&acl);
-                self.store.set_acl(id, acl);
-                self.store.ext_mut(id).aversion = version;
+                self.store.set_acl(id, acl).aversion = version;
                 TxnResult::SetAcl { stat: Node { store: &self.store, id }.stat() }
             }
             Txn::Check { .. } => TxnResult::Check,

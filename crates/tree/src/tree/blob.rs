@@ -252,7 +252,7 @@ impl Blob {
         Blob::new(self.name(), self.data(), meta)
     }
 
-    /// The same name and meta with `data` in a new block.
+    /// The same name with `data` and `meta` in a new block.
     pub fn with_data(&self, data: Option<&[u8]>, meta: Meta) -> Blob {
         Blob::new(self.name(), data, meta)
     }

@@ -50,8 +50,9 @@ const SHARDS: usize = 256;
 /// zxid and time take 6 bytes each ([`Stamp`]): 32 bytes per slot.
 #[derive(Debug)]
 pub(crate) struct Slot {
-    /// The name and data, the ACL list's number, and the number of this node's [`Ext`] if
-    /// it has one (while every field in it has its default, it has none).
+    /// The name and data, the ACL list's number, the number of this node's [`Ext`] if it
+    /// has one (while every field in it has its default, it has none), and czxid and ctime
+    /// if the stamp is [`Stamp::IN_BLOCK`].
     blob: Blob,
     pub parent: u32,
     next: u32,
@@ -593,15 +594,24 @@ impl Store {
         self.acls.intern(acl)
     }
 
-    pub fn set_acl(&mut self, id: u32, acl: u32) {
+    /// Gives node `id` ACL list `acl`, and hands out its extension to record the change in
+    /// (setACL changes its aversion): the node's block is made once, with the new number
+    /// and the extension's.
+    pub fn set_acl(&mut self, id: u32, acl: u32) -> &mut Ext {
         self.save_for_snapshot(id);
         self.acls.retain(acl);
-        let s = self.slots.get_mut(id);
+        let s = self.slots.get(id);
         let meta = s.blob.meta();
-        if meta.acl != acl {
-            s.blob = s.blob.with_meta(Meta { acl, ..meta });
+        let e = match meta.ext {
+            NO_EXT => self.new_ext(Ext::of(s)),
+            e => e,
+        };
+        let s = self.slots.get_mut(id);
+        if (meta.acl, meta.ext) != (acl, e) {
+            s.blob = s.blob.with_meta(Meta { acl, ext: e, ..meta });
         }
         self.acls.release(meta.acl);
+        self.exts.get_mut(e)
     }
 
     /// Distinct ACL lists in use, for a snapshot.
@@ -610,7 +620,7 @@ impl Store {
     }
 }
 
-/// Reference-counted ACL lists, numbered so a node stores 4 bytes.
+/// Reference-counted ACL lists, numbered: a node's block stores the number (see [`Blob`]).
 #[derive(Debug, Default)]
 struct AclTable {
     /// Each list with the number of nodes that use it; a freed entry has 0 uses.
@@ -914,10 +924,19 @@ mod tests {
             let changed = NodeStat { version: 1, ..st };
             assert_eq!((s.stat(id), s.slot(id).acl(), s.slot(id).data()), (changed, acl, Some(&b"changed"[..])));
             let swapped = if acl == open { other } else { open };
-            s.set_acl(id, swapped);
+            s.set_acl(id, swapped).aversion = 2;
+            let changed = NodeStat { aversion: 2, ..changed };
             assert_eq!((s.stat(id), s.slot(id).acl(), s.slot(id).data()), (changed, swapped, Some(&b"changed"[..])));
             assert_eq!(s.slot(id).name(), format!("n{}", ids.iter().position(|x| x.0 == id).unwrap()));
         }
+        // A node's first change being a setACL gives it its extension in the same block.
+        let plain = NodeStat { czxid: 9, mzxid: 9, pzxid: 9, ..NodeStat::default() };
+        let fresh = s.insert(root, "fresh", None, plain, open).unwrap();
+        assert_eq!(s.slot(fresh).blob.meta().ext, NO_EXT);
+        let used = s.exts.len();
+        s.set_acl(fresh, other).aversion = 1;
+        assert_eq!((s.exts.len(), s.slot(fresh).acl(), s.stat(fresh).aversion, s.slot(fresh).data()), (used + 1, other, 1, None));
+        ids.push((fresh, plain, other));
         // Removing every node that uses `other` forgets the list.
         for &(id, ..) in &ids {
             s.remove(id);
