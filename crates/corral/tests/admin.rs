@@ -137,6 +137,51 @@ fn a_taken_admin_port_is_logged_and_the_server_runs_on() {
     assert_eq!(server.four_letter("ruok"), "imok");
 }
 
+/// Reads from `s` until the server closes it (or the read times out: then `None`).
+fn read_until_closed(s: &mut std::net::TcpStream, within: std::time::Duration) -> Option<(String, std::time::Duration)> {
+    use std::io::Read;
+    s.set_read_timeout(Some(within)).unwrap();
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    match s.read_to_end(&mut got) {
+        Ok(_) => Some((String::from_utf8_lossy(&got).into_owned(), started.elapsed())),
+        // A reset is a close too.
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Some((String::from_utf8_lossy(&got).into_owned(), started.elapsed())),
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn admin_idle_timeout_closes_silent_and_finished_connections() {
+    use std::io::Write;
+    use std::time::Duration;
+    let port = free_port();
+    let server = with_admin(port, &["admin.idleTimeout=1000"]);
+    // A connection that never says anything is closed after about a second.
+    let mut silent = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let (got, after) = read_until_closed(&mut silent, Duration::from_secs(20)).expect("the server closes a silent connection");
+    assert!(got.is_empty(), "{got}");
+    assert!(after >= Duration::from_millis(800), "closed after {after:?}, before the idle timeout");
+    // A kept-alive connection gets its answer, then is closed once idle.
+    let mut kept = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(kept, "GET /commands/ruok HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let (got, _) = read_until_closed(&mut kept, Duration::from_secs(20)).expect("the server closes an idle kept-alive connection");
+    assert!(got.starts_with("HTTP/1.1 200") && got.contains("\"command\": \"ruok\""), "{got}");
+    // A slow client that keeps sending is not cut off: a request written a few bytes at a
+    // time over more than the timeout still gets its answer.
+    let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    for chunk in ["GET /comm", "ands/ruok HTT", "P/1.1\r\nHost: l", "ocalhost\r\nConnection: close\r\n\r\n"] {
+        std::thread::sleep(Duration::from_millis(300));
+        slow.write_all(chunk.as_bytes()).unwrap();
+    }
+    let (got, _) = read_until_closed(&mut slow, Duration::from_secs(20)).expect("an answer");
+    assert!(got.starts_with("HTTP/1.1 200"), "{got}");
+    // The server goes on answering, and clients are not affected.
+    assert_eq!(server.four_letter("ruok"), "imok");
+    let (status, _) = http_get(port, "/commands/ruok");
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+}
+
 #[test]
 fn admin_command_url_moves_the_commands() {
     let port = free_port();

@@ -17,6 +17,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse};
 use serde_json::{json, Map, Value};
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
@@ -349,8 +350,9 @@ fn redacted(text: &str) -> String {
 }
 
 /// Serves the AdminServer on `listener`, asking the core for each answer.
-/// `url` is `admin.commandURL` (`/commands` by default).
-pub async fn serve(listener: TcpListener, core: mpsc::Sender<Msg>, url: String) {
+/// `url` is `admin.commandURL` (`/commands` by default); a connection idle for `idle`
+/// (`admin.idleTimeout`) is closed.
+pub async fn serve(listener: TcpListener, core: mpsc::Sender<Msg>, url: String, idle: Option<Duration>) {
     let app = axum::Router::new()
         .route(&url, axum::routing::get(list))
         .route(&format!("{url}/"), axum::routing::get(list))
@@ -358,7 +360,7 @@ pub async fn serve(listener: TcpListener, core: mpsc::Sender<Msg>, url: String) 
         .route("/health", axum::routing::get(health))
         .route("/ready", axum::routing::get(ready))
         .with_state(core);
-    if let Err(e) = axum::serve(listener, app).await {
+    if let Err(e) = axum::serve(crate::http::IdleListener::new(listener, idle), app).await {
         tracing::error!(error = %e, "the admin server stopped");
     }
 }

@@ -48,6 +48,7 @@
 //! | `metricsProvider.httpHost`        | `metrics_http_host`           | 0.0.0.0              |
 //! | `metricsProvider.httpPort`        | `metrics_http_port`           | 7000                 |
 //! | `admin.commandURL`                | `admin_command_url`           | `/commands`          |
+//! | `admin.idleTimeout`               | `admin_idle_timeout_ms`       | 30000 (0: never)     |
 //! | `logLevel` (Corral's own)         | `log_level`                   | none (`info`)        |
 //! | `logFormat` (Corral's own)        | `log_json`                    | `text`               |
 //!
@@ -638,6 +639,10 @@ pub struct Config {
     /// `admin.commandURL`: where the AdminServer's commands live. Default `/commands`, as
     /// ZooKeeper; no trailing slash.
     pub admin_command_url: String,
+    /// `admin.idleTimeout`: close an AdminServer connection that has neither sent nor
+    /// received a byte for this many milliseconds. Default 30000, as ZooKeeper; 0 never
+    /// (Jetty's meaning of a timeout that is not positive).
+    pub admin_idle_timeout_ms: u32,
     /// `logLevel`: a tracing filter (what `RUST_LOG` takes); `None` means `info`. Checked
     /// by the caller that installs the logger.
     pub log_level: Option<String>,
@@ -701,6 +706,7 @@ impl Default for Config {
             metrics_http_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
             metrics_http_port: 7000,
             admin_command_url: "/commands".to_string(),
+            admin_idle_timeout_ms: 30_000,
             log_level: None,
             log_json: false,
             servers: Vec::new(),
@@ -724,6 +730,11 @@ fn default_max_session_timeout(tick_time_ms: u32) -> u32 {
 }
 
 impl Config {
+    /// `admin.idleTimeout` as a duration; `None` when it is 0 (never).
+    pub fn admin_idle_timeout(&self) -> Option<std::time::Duration> {
+        (self.admin_idle_timeout_ms > 0).then(|| std::time::Duration::from_millis(self.admin_idle_timeout_ms.into()))
+    }
+
     /// Parses the text of a `zoo.cfg`. Pure: no file system access, and
     /// paths are not resolved.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
@@ -790,6 +801,7 @@ impl Config {
                 "admin.serverPort" => cfg.admin_port = entry.port()?,
                 "metricsProvider.httpPort" => cfg.metrics_http_port = entry.port()?,
                 "admin.commandURL" => cfg.admin_command_url = entry.url_path()?,
+                "admin.idleTimeout" => cfg.admin_idle_timeout_ms = entry.count()?,
                 "logLevel" => {
                     if entry.value.is_empty() {
                         return Err(entry.invalid("empty (say info, warn, error, debug or trace)"));
@@ -1427,6 +1439,7 @@ mod tests {
              peerType=participant\n\
              standaloneEnabled=false\n\
              admin.commandURL=/zk/commands/\n\
+             admin.idleTimeout=5000\n\
              logLevel=warn,corral_server=debug\n\
              logFormat=JSON\n\
              server.1=zoo1:12888:13888\n"
@@ -1460,6 +1473,7 @@ mod tests {
                 metrics_http_host: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
                 metrics_http_port: 7000,
                 admin_command_url: "/zk/commands".into(),
+                admin_idle_timeout_ms: 5000,
                 log_level: Some("warn,corral_server=debug".into()),
                 log_json: true,
                 servers: vec![ServerSpec {
@@ -1529,11 +1543,21 @@ mod tests {
     }
 
     #[test]
+    fn admin_idle_timeout_is_milliseconds_and_zero_is_never() {
+        use std::time::Duration;
+        assert_eq!(Config::default().admin_idle_timeout(), Some(Duration::from_secs(30)));
+        assert_eq!(parse("admin.idleTimeout=250\n").admin_idle_timeout(), Some(Duration::from_millis(250)));
+        assert_eq!(parse("admin.idleTimeout=0\n").admin_idle_timeout(), None);
+    }
+
+    #[test]
     fn bad_admin_url_and_log_keys_are_errors() {
         for (text, reason) in [
             ("admin.commandURL=commands\n", "URL path"),
             ("admin.commandURL=/\n", "URL path"),
             ("admin.commandURL=/a b\n", "URL path"),
+            ("admin.idleTimeout=-1\n", "non-negative whole number"),
+            ("admin.idleTimeout=30s\n", "non-negative whole number"),
             ("logFormat=xml\n", "text or json"),
             ("logLevel=\n", "empty"),
         ] {

@@ -25,6 +25,7 @@ pub mod durable;
 mod encode;
 mod ensemble;
 mod fourlw;
+pub mod http;
 pub mod metrics;
 pub mod quorum;
 pub mod replica;
@@ -248,6 +249,7 @@ impl Server {
     pub async fn run_until(self, stop: impl std::future::Future<Output = ()>) -> Result<(), ServerError> {
         let (tx, rx) = mpsc::channel(CORE_QUEUE);
         let admin_url = self.core.cfg.admin_command_url.clone();
+        let admin_idle = self.core.cfg.admin_idle_timeout();
         let mut core_task = match self.feed {
             Feed::Durable(durable) => tokio::spawn(self.core.run(rx, durable)),
             Feed::Quorum(inbox) => tokio::spawn(self.core.run_member(rx, inbox)),
@@ -256,7 +258,7 @@ impl Server {
             tokio::spawn(metrics::serve(l, tx.clone()));
         }
         if let Some(l) = self.admin {
-            tokio::spawn(admin::serve(l, tx.clone(), admin_url));
+            tokio::spawn(admin::serve(l, tx.clone(), admin_url, admin_idle));
         }
         let core = tx.clone();
         let accept = async move {

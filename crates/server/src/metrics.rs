@@ -270,9 +270,11 @@ pub fn render(mntr: &str, queues: &[QueueDepth]) -> String {
     String::from_utf8(out).expect("the text format is UTF-8")
 }
 
-/// Serves `/metrics` on `listener`, asking the core for `mntr` on each scrape.
+/// Serves `/metrics` on `listener`, asking the core for `mntr` on each scrape. A
+/// connection idle for 30 s is closed ([`crate::http`]).
 pub async fn serve(listener: TcpListener, core: mpsc::Sender<Msg>) {
     let app = axum::Router::new().route("/metrics", axum::routing::get(scrape)).with_state(core);
+    let listener = crate::http::IdleListener::new(listener, Some(crate::http::DEFAULT_IDLE));
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!(error = %e, "the metrics endpoint stopped");
     }
