@@ -336,15 +336,27 @@ impl Store {
     fn ext_number(&mut self, id: u32) -> u32 {
         let s = self.slots.get(id);
         debug_assert!(!s.is_vacant(), "a vacant slot has no extension");
-        let meta = s.blob.meta();
-        if meta.ext != NO_EXT {
-            return meta.ext;
+        let e = s.blob.meta().ext;
+        if e != NO_EXT {
+            return e;
         }
-        let e = self.new_ext(Ext::of(s));
+        let meta = self.meta_with_ext(id);
         // The block is made again with the number: once in the node's life.
         let s = self.slots.get_mut(id);
-        s.blob = s.blob.with_meta(Meta { ext: e, ..meta });
-        e
+        s.blob = s.blob.with_meta(meta);
+        meta.ext
+    }
+
+    /// What node `id`'s block holds besides its name and data, with an extension: its
+    /// own, or a new one holding its defaults (for the caller to make the block again with).
+    fn meta_with_ext(&mut self, id: u32) -> Meta {
+        let s = self.slots.get(id);
+        let meta = s.blob.meta();
+        if meta.ext != NO_EXT {
+            return meta;
+        }
+        let defaults = Ext::of(s);
+        Meta { ext: self.new_ext(defaults), ..meta }
     }
 
     /// Numbers `ext` in the slab of extensions (reusing a freed one first).
@@ -365,15 +377,10 @@ impl Store {
     /// made once, with the new data and the extension's number.
     pub fn set_data(&mut self, id: u32, data: Option<&[u8]>) -> &mut Ext {
         self.save_for_snapshot(id);
-        let s = self.slots.get(id);
-        let meta = s.blob.meta();
-        let e = match meta.ext {
-            NO_EXT => self.new_ext(Ext::of(s)),
-            e => e,
-        };
+        let meta = self.meta_with_ext(id);
         let s = self.slots.get_mut(id);
-        s.blob = s.blob.with_data(data, Meta { ext: e, ..meta });
-        self.exts.get_mut(e)
+        s.blob = s.blob.with_data(data, meta);
+        self.exts.get_mut(meta.ext)
     }
 
     /// One past the highest slot id ever used.
@@ -600,18 +607,14 @@ impl Store {
     pub fn set_acl(&mut self, id: u32, acl: u32) -> &mut Ext {
         self.save_for_snapshot(id);
         self.acls.retain(acl);
-        let s = self.slots.get(id);
-        let meta = s.blob.meta();
-        let e = match meta.ext {
-            NO_EXT => self.new_ext(Ext::of(s)),
-            e => e,
-        };
+        let meta = self.meta_with_ext(id);
         let s = self.slots.get_mut(id);
-        if (meta.acl, meta.ext) != (acl, e) {
-            s.blob = s.blob.with_meta(Meta { acl, ext: e, ..meta });
+        if s.blob.meta() != (Meta { acl, ..meta }) {
+            s.blob = s.blob.with_meta(Meta { acl, ..meta });
         }
+        // `meta` still has the old list's number.
         self.acls.release(meta.acl);
-        self.exts.get_mut(e)
+        self.exts.get_mut(meta.ext)
     }
 
     /// Distinct ACL lists in use, for a snapshot.
