@@ -170,7 +170,7 @@ fn admin_idle_timeout_closes_silent_and_finished_connections() {
     // A slow client that keeps sending is not cut off: a request written a few bytes at a
     // time over more than the timeout still gets its answer.
     let mut slow = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    for chunk in ["GET /comm", "ands/ruok HTT", "P/1.1\r\nHost: l", "ocalhost\r\nConnection: close\r\n\r\n"] {
+    for chunk in ["GET /co", "mmands", "/ruok HTT", "P/1.1\r\nHo", "st: localhost\r\nConne", "ction: close\r\n\r\n"] {
         std::thread::sleep(Duration::from_millis(300));
         slow.write_all(chunk.as_bytes()).unwrap();
     }

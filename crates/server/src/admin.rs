@@ -360,7 +360,7 @@ pub async fn serve(listener: TcpListener, core: mpsc::Sender<Msg>, url: String, 
         .route("/health", axum::routing::get(health))
         .route("/ready", axum::routing::get(ready))
         .with_state(core);
-    if let Err(e) = axum::serve(crate::http::IdleListener::new(listener, idle), app).await {
+    if let Err(e) = crate::http::serve(listener, idle, app).await {
         tracing::error!(error = %e, "the admin server stopped");
     }
 }

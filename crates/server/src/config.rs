@@ -48,7 +48,7 @@
 //! | `metricsProvider.httpHost`        | `metrics_http_host`           | 0.0.0.0              |
 //! | `metricsProvider.httpPort`        | `metrics_http_port`           | 7000                 |
 //! | `admin.commandURL`                | `admin_command_url`           | `/commands`          |
-//! | `admin.idleTimeout`               | `admin_idle_timeout_ms`       | 30000 (0: never)     |
+//! | `admin.idleTimeout`               | `admin_idle_timeout_ms`       | 30000 (≤ 0: never)   |
 //! | `logLevel` (Corral's own)         | `log_level`                   | none (`info`)        |
 //! | `logFormat` (Corral's own)        | `log_json`                    | `text`               |
 //!
@@ -640,9 +640,10 @@ pub struct Config {
     /// ZooKeeper; no trailing slash.
     pub admin_command_url: String,
     /// `admin.idleTimeout`: close an AdminServer connection that has neither sent nor
-    /// received a byte for this many milliseconds. Default 30000, as ZooKeeper; 0 never
-    /// (Jetty's meaning of a timeout that is not positive).
-    pub admin_idle_timeout_ms: u32,
+    /// received a byte for this many milliseconds (while none of its requests is being
+    /// answered). Default 30000, as ZooKeeper; 0 or less never (Jetty's meaning of a
+    /// timeout that is not positive).
+    pub admin_idle_timeout_ms: i64,
     /// `logLevel`: a tracing filter (what `RUST_LOG` takes); `None` means `info`. Checked
     /// by the caller that installs the logger.
     pub log_level: Option<String>,
@@ -730,9 +731,9 @@ fn default_max_session_timeout(tick_time_ms: u32) -> u32 {
 }
 
 impl Config {
-    /// `admin.idleTimeout` as a duration; `None` when it is 0 (never).
+    /// `admin.idleTimeout` as a duration; `None` when it is not positive (never).
     pub fn admin_idle_timeout(&self) -> Option<std::time::Duration> {
-        (self.admin_idle_timeout_ms > 0).then(|| std::time::Duration::from_millis(self.admin_idle_timeout_ms.into()))
+        u64::try_from(self.admin_idle_timeout_ms).ok().filter(|&ms| ms > 0).map(std::time::Duration::from_millis)
     }
 
     /// Parses the text of a `zoo.cfg`. Pure: no file system access, and
@@ -801,7 +802,10 @@ impl Config {
                 "admin.serverPort" => cfg.admin_port = entry.port()?,
                 "metricsProvider.httpPort" => cfg.metrics_http_port = entry.port()?,
                 "admin.commandURL" => cfg.admin_command_url = entry.url_path()?,
-                "admin.idleTimeout" => cfg.admin_idle_timeout_ms = entry.count()?,
+                "admin.idleTimeout" => {
+                    cfg.admin_idle_timeout_ms =
+                        entry.value.parse().map_err(|_| entry.invalid("not a whole number of milliseconds"))?;
+                }
                 "logLevel" => {
                     if entry.value.is_empty() {
                         return Err(entry.invalid("empty (say info, warn, error, debug or trace)"));
@@ -1548,6 +1552,7 @@ mod tests {
         assert_eq!(Config::default().admin_idle_timeout(), Some(Duration::from_secs(30)));
         assert_eq!(parse("admin.idleTimeout=250\n").admin_idle_timeout(), Some(Duration::from_millis(250)));
         assert_eq!(parse("admin.idleTimeout=0\n").admin_idle_timeout(), None);
+        assert_eq!(parse("admin.idleTimeout=-1\n").admin_idle_timeout(), None);
     }
 
     #[test]
@@ -1556,8 +1561,8 @@ mod tests {
             ("admin.commandURL=commands\n", "URL path"),
             ("admin.commandURL=/\n", "URL path"),
             ("admin.commandURL=/a b\n", "URL path"),
-            ("admin.idleTimeout=-1\n", "non-negative whole number"),
-            ("admin.idleTimeout=30s\n", "non-negative whole number"),
+            ("admin.idleTimeout=30s\n", "whole number of milliseconds"),
+            ("admin.idleTimeout=\n", "whole number of milliseconds"),
             ("logFormat=xml\n", "text or json"),
             ("logLevel=\n", "empty"),
         ] {

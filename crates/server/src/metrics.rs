@@ -274,8 +274,7 @@ pub fn render(mntr: &str, queues: &[QueueDepth]) -> String {
 /// connection idle for 30 s is closed ([`crate::http`]).
 pub async fn serve(listener: TcpListener, core: mpsc::Sender<Msg>) {
     let app = axum::Router::new().route("/metrics", axum::routing::get(scrape)).with_state(core);
-    let listener = crate::http::IdleListener::new(listener, Some(crate::http::DEFAULT_IDLE));
-    if let Err(e) = axum::serve(listener, app).await {
+    if let Err(e) = crate::http::serve(listener, Some(crate::http::DEFAULT_IDLE), app).await {
         tracing::error!(error = %e, "the metrics endpoint stopped");
     }
 }
