@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -40,6 +41,7 @@ def run(binary: Path, snap: str, a) -> str:
     saved = dict(cfg)
     cfg["snapCount"] = snap
     tmp = Path(tempfile.mkdtemp(prefix="corral-decay-", dir="/dev/shm" if a.shm_snapshots else None))
+    logs = None
     cluster = Cluster("corral", 3, tmp, args)
     cfg.clear()
     cfg.update(saved)
@@ -62,6 +64,10 @@ def run(binary: Path, snap: str, a) -> str:
         return " | ".join(out)
     finally:
         cluster.stop()
+        # Each ensemble leaves gigabytes of logs and snapshots behind.
+        shutil.rmtree(tmp, ignore_errors=True)
+        if logs is not None:
+            shutil.rmtree(logs, ignore_errors=True)
 
 
 def main() -> int:
