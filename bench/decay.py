@@ -42,16 +42,19 @@ def run(binary: Path, snap: str, a) -> str:
     cfg["snapCount"] = snap
     tmp = Path(tempfile.mkdtemp(prefix="corral-decay-", dir="/dev/shm" if a.shm_snapshots else None))
     logs = None
-    cluster = Cluster("corral", 3, tmp, args)
-    cfg.clear()
-    cfg.update(saved)
-    if a.shm_snapshots:
-        logs = Path(tempfile.mkdtemp(prefix="corral-decay-log-"))
-        for m in cluster.members:
-            (logs / f"m{m.my_id}").mkdir()
-            with open(m.cfg, "a") as f:
-                f.write(f"dataLogDir={logs}/m{m.my_id}\n")
+    cluster = None
     try:
+        try:
+            cluster = Cluster("corral", 3, tmp, args)
+        finally:
+            cfg.clear()
+            cfg.update(saved)
+        if a.shm_snapshots:
+            logs = Path(tempfile.mkdtemp(prefix="corral-decay-log-"))
+            for m in cluster.members:
+                (logs / f"m{m.my_id}").mkdir()
+                with open(m.cfg, "a") as f:
+                    f.write(f"dataLogDir={logs}/m{m.my_id}\n")
         if a.workers:
             os.environ["TOKIO_WORKER_THREADS"] = str(a.workers)
         cluster.start()
@@ -63,7 +66,8 @@ def run(binary: Path, snap: str, a) -> str:
             out.append(f"{res['ops_per_s']:,.0f}/s p99 {res['p99_us'] / 1000:.0f} ms")
         return " | ".join(out)
     finally:
-        cluster.stop()
+        if cluster is not None:
+            cluster.stop()
         # Each ensemble leaves gigabytes of logs and snapshots behind.
         shutil.rmtree(tmp, ignore_errors=True)
         if logs is not None:

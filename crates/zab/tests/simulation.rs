@@ -7,7 +7,7 @@
 //!
 //! ```text
 //! CORRAL_SIM_SEED=1234 cargo test -p corral-zab --test simulation -- --nocapture   # replay one seed, with a trace
-//! CORRAL_SIM_SEEDS=100000 cargo test -p corral-zab --release --test simulation     # a longer soak
+//! CORRAL_SIM_SEEDS=100000 cargo test -p corral-zab --profile opt --test simulation # a longer soak
 //! ```
 
 use corral_zab::election::Timing;
