@@ -749,13 +749,7 @@ impl Core {
         if rx.is_empty() && inbox.is_empty() {
             tokio::task::yield_now().await;
             if rx.is_empty() && inbox.is_empty() && self.needs_sync() {
-                let m = self.member().expect("member");
-                let txns = std::mem::take(&mut m.unsynced_txns);
-                let started = Instant::now();
-                let through = m.store.sync().unwrap_or_else(|e| fatal(e));
-                crate::metrics::metrics().fsynced(started.elapsed(), txns);
-                let more = m.peer.logged(through);
-                m.actions.extend(more);
+                self.flush_log(true);
                 self.run_actions();
             }
         }
@@ -793,22 +787,23 @@ impl Core {
         m.actions.extend(more);
     }
 
-    /// Appends and syncs what is not durable yet, inline, and (`report`) tells the peer.
-    /// Before a `Truncate`, `InstallSnapshot` or `Recover` the peer is not told: its
+    /// Appends and syncs what is not durable yet, inline, and (`report`) tells the peer:
+    /// an idle member's sync (`sync_turn`), and the flushes before an epoch change,
+    /// `Truncate`, `InstallSnapshot` or `Recover`. Before a `Truncate`, `InstallSnapshot` or `Recover` the peer is not told: its
     /// contract discards reports of appends from before those. A detached sync still
     /// running will not be reported.
     fn flush_log(&mut self, report: bool) {
+        self.append_turn();
         let m = self.member().expect("member");
-        if !m.unlogged.is_empty() {
-            let txns = std::mem::take(&mut m.unlogged);
-            m.store.append_unsynced(&txns).unwrap_or_else(|e| fatal(e));
-        }
         if m.store.synced_zxid() == m.store.last_zxid() && !m.syncing {
             return;
         }
         m.sync_gen += 1;
         m.syncing = false;
+        let txns = std::mem::take(&mut m.unsynced_txns);
+        let started = Instant::now();
         let through = m.store.sync().unwrap_or_else(|e| fatal(e));
+        crate::metrics::metrics().fsynced(started.elapsed(), txns);
         if report {
             let more = m.peer.logged(through);
             m.actions.extend(more);

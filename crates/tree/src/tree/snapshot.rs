@@ -424,8 +424,8 @@ fn read_record<'a>(r: &mut Reader<'a>, acls: &HashMap<i32, u32>) -> Result<(u32,
     let name = std::str::from_utf8(name).map_err(|_| DecodeError::InvalidUtf8)?;
     let data = match r.read_varint()? {
         0 => None,
-        n if n - 1 > u64::from(u32::MAX) => return Err(DecodeError::Invalid("bad data length")),
-        n => Some(r.read_raw(usize::try_from(n - 1).map_err(|_| DecodeError::Invalid("bad data length"))?)?),
+        // The store holds at most 4 GiB of data per node.
+        n => Some(r.read_raw(u32::try_from(n - 1).map_err(|_| DecodeError::Invalid("bad data length"))? as usize)?),
     };
     let stat = read_stat(r)?;
     if id == NIL {
